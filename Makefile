@@ -1,0 +1,85 @@
+# corrtrack — every target creates .venv from setup.cfg on first use (and again when setup.cfg changes).
+# Training targets pass ARGS="key=value ..." through as config overrides and PRESET as the preset(s).
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-setup.cfg
+
+PRESET ?= cpu
+ARGS ?=
+DATA ?= synth
+SYNTH_PRESET ?= small
+SEED ?= 0
+COCO_ROOT ?=
+POSETRACK_ROOT ?=
+SIAMESE_CKPT ?= latest
+POSE_CKPT ?= latest
+PYTEST_ARGS ?=
+
+# DATA=synth (default): the built-in world; DATA=coco / DATA=posetrack: real data at COCO_ROOT / POSETRACK_ROOT.
+ifeq ($(DATA),synth)
+DATA_ARGS := data.coco_root=synth data.posetrack_root=synth
+else ifeq ($(DATA),coco)
+DATA_ARGS := data.coco_root=$(COCO_ROOT) data.train_format=coco $(if $(POSETRACK_ROOT),data.posetrack_root=$(POSETRACK_ROOT))
+else ifeq ($(DATA),posetrack)
+DATA_ARGS := data.posetrack_root=$(POSETRACK_ROOT) data.train_format=posetrack $(if $(COCO_ROOT),data.coco_root=$(COCO_ROOT))
+else
+$(error DATA must be synth, coco or posetrack (got '$(DATA)'))
+endif
+RUN := $(PY) -m experiments.run
+
+.DEFAULT_GOAL := help
+.PHONY: help venv demo test test-slow world preview train-siamese train-refine train-pose finetune-pose \
+        bench-eval bench-corr bench-propagation clean
+
+help: ## list every target with one line each
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
+	@echo "  variables: PRESET=$(PRESET) ARGS=\"key=value ...\" DATA=synth|coco|posetrack COCO_ROOT= POSETRACK_ROOT= SIAMESE_CKPT=latest"
+
+$(STAMP): setup.cfg pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@cp setup.cfg $(STAMP)
+
+venv: $(STAMP) ## create/refresh the virtual environment .venv from setup.cfg
+
+demo: $(STAMP) ## the main job: generate the small synthetic world and its preview, say where they are
+	$(PY) -m corrtrack.synth --out data/synth/$(SYNTH_PRESET)-seed$(SEED) --preset $(SYNTH_PRESET) --seed $(SEED) --preview
+
+test: $(STAMP) ## fast test tier (unit tests, fast_dev_run of every config, 2-process DDP)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-slow: $(STAMP) ## slow tier: training smoke runs and benchmarks
+	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+world: $(STAMP) ## generate a synthetic world: SYNTH_PRESET=tiny|small|standard|hard SEED=0
+	$(PY) -m corrtrack.synth --out data/synth/$(SYNTH_PRESET)-seed$(SEED) --preset $(SYNTH_PRESET) --seed $(SEED)
+
+preview: $(STAMP) ## generate a synthetic world with contact sheet and per-video GIFs
+	$(PY) -m corrtrack.synth --out data/synth/$(SYNTH_PRESET)-seed$(SEED) --preset $(SYNTH_PRESET) --seed $(SEED) --preview
+
+train-siamese: $(STAMP) ## train the Siamese correspondence stage (PRESET=cpu|paper|debug, ARGS=...)
+	$(RUN) siamese $(PRESET) $(DATA_ARGS) $(ARGS)
+
+train-refine: $(STAMP) ## train the refinement stage on the frozen Siamese stage (SIAMESE_CKPT=latest|path)
+	$(RUN) refine $(PRESET) $(DATA_ARGS) model.siamese_ckpt=$(SIAMESE_CKPT) $(ARGS)
+
+train-pose: $(STAMP) ## train the top-down pose estimator on COCO-format data
+	$(RUN) pose $(PRESET) $(DATA_ARGS) $(ARGS)
+
+finetune-pose: $(STAMP) ## fine-tune the pose estimator on PoseTrack-format data (POSE_CKPT=latest|path)
+	$(RUN) finetune $(PRESET) $(subst data.train_format=coco,,$(DATA_ARGS)) model.init_ckpt=$(POSE_CKPT) $(ARGS)
+
+bench-eval: $(STAMP) ## evaluator speed on a generated 40-sequence set (sequences per second)
+	$(PY) -m corrtrack.evaluation.bench --sequences 40 --frames 60
+
+bench-corr: $(STAMP) ## batched affinity vs per-keypoint loop, training and data-pipeline pairs/s
+	$(PY) -m corrtrack.bench speed
+
+bench-propagation: $(STAMP) ## PCKh of propagated poses: zero motion, DIS flow, Siamese, refined (SYNTH_PRESET=hard)
+	$(PY) -m corrtrack.bench propagation --data data/synth/$(SYNTH_PRESET)-seed$(SEED) --ckpt $(if $(filter latest,$(SIAMESE_CKPT)),outputs/refine/latest,$(SIAMESE_CKPT))
+
+clean: ## remove outputs/ and generated data (keeps .venv)
+	rm -rf outputs data/synth wandb lightning_logs

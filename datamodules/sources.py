@@ -1,0 +1,181 @@
+"""Where the images come from: dataset roots (real or synthetic) and uniform per-image records.
+
+Both training families read the same ``ImageRecord`` list, whatever the file layout:
+- COCO keypoints (``person_keypoints_{split}2017.json``, read through pycocotools), COCO-17 joints;
+- PoseTrack 2018 (one JSON per video), the labeled frames, PoseTrack-17 slots.
+
+A root given as ``synth`` is the built-in synthetic world, generated on first use into
+``data.synth.root/<preset>-seed<seed>`` (atomic; a half-written world is regenerated).
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from omegaconf import DictConfig
+
+
+@dataclass
+class ImageRecord:
+    """One annotated image. keypoints: (N, 17, 3) x, y, v in image pixels (v: 0 absent, 1 occluded /
+    labeled, 2 visible); boxes: (N, 4) [x, y, w, h]; areas: (N,) object areas (for OKS)."""
+    path: Path
+    width: int
+    height: int
+    image_id: int
+    keypoints: np.ndarray
+    boxes: np.ndarray
+    areas: np.ndarray
+    layout: str                                   # "coco" | "posetrack"
+    track_ids: np.ndarray | None = None            # (N,) PoseTrack track ids
+    extra: dict = field(default_factory=dict)
+
+
+def synth_world_dir(data_cfg: DictConfig) -> Path:
+    s = data_cfg.synth
+    return Path(s.root) / f"{s.preset}-seed{int(s.seed)}"
+
+
+def ensure_synth(data_cfg: DictConfig) -> Path:
+    """The synthetic world of ``data_cfg.synth``, generated if missing."""
+    from corrtrack.synth import ensure_world
+
+    s = data_cfg.synth
+    return Path(ensure_world(synth_world_dir(data_cfg), preset=s.preset, seed=int(s.seed)))
+
+
+def dataset_roots(data_cfg: DictConfig) -> tuple[Path, Path]:
+    """(coco_root, posetrack_root), generating the synthetic world when either root is ``synth``."""
+    coco, pt = str(data_cfg.coco_root), str(data_cfg.posetrack_root)
+    world = ensure_synth(data_cfg) if "synth" in (coco, pt) else None
+    coco_root = world / "coco" if coco == "synth" else Path(coco).expanduser()
+    pt_root = world / "posetrack" if pt == "synth" else Path(pt).expanduser()
+    return coco_root, pt_root
+
+
+def _coco_split_paths(root: Path, split: str) -> tuple[Path, Path]:
+    """Annotation file and image folder of a COCO split ("train" | "val"); accepts both the official
+    layout (root/train2017, root/annotations) and root/images/train2017."""
+    ann = root / "annotations" / f"person_keypoints_{split}2017.json"
+    if not ann.is_file():
+        raise FileNotFoundError(f"COCO annotations not found: {ann} (set data.coco_root / COCO_ROOT to the "
+                                f"folder holding annotations/ and {split}2017/)")
+    for img_dir in (root / "images" / f"{split}2017", root / f"{split}2017"):
+        if img_dir.is_dir():
+            return ann, img_dir
+    raise FileNotFoundError(f"COCO images not found: neither {root / 'images' / f'{split}2017'} nor "
+                            f"{root / f'{split}2017'} exists")
+
+
+def load_coco_records(root: str | Path, split: str, min_keypoints: int = 1) -> list[ImageRecord]:
+    """Images of a COCO split with at least one non-crowd person having >= ``min_keypoints`` keypoints.
+    Crowd annotations and persons with fewer keypoints are left out of the targets."""
+    from pycocotools.coco import COCO
+    import contextlib
+    import io
+
+    ann_file, img_dir = _coco_split_paths(Path(root), split)
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco = COCO(str(ann_file))
+    records = []
+    for img_id in sorted(coco.getImgIds()):
+        info = coco.loadImgs(img_id)[0]
+        anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=img_id, iscrowd=False))
+                if a.get("num_keypoints", 0) >= min_keypoints]
+        if not anns:
+            continue
+        kp = np.array([a["keypoints"] for a in anns], dtype=np.float32).reshape(-1, 17, 3)
+        records.append(ImageRecord(
+            path=img_dir / info["file_name"], width=int(info["width"]), height=int(info["height"]),
+            image_id=int(img_id), keypoints=kp,
+            boxes=np.array([a["bbox"] for a in anns], dtype=np.float32).reshape(-1, 4),
+            areas=np.array([a.get("area", a["bbox"][2] * a["bbox"][3]) for a in anns], dtype=np.float32),
+            layout="coco"))
+    return records
+
+
+def posetrack_annotation_files(root: str | Path, split: str) -> list[Path]:
+    folder = Path(root) / "annotations" / split
+    files = sorted(folder.glob("*.json"))
+    if not files:
+        raise FileNotFoundError(f"no PoseTrack annotation files in {folder} (set data.posetrack_root / "
+                                f"POSETRACK_ROOT to the folder holding annotations/ and images/)")
+    return files
+
+
+def load_posetrack_records(root: str | Path, split: str, min_keypoints: int = 1) -> list[ImageRecord]:
+    """Labeled frames of every PoseTrack 2018 video of ``split`` that have >= 1 person with
+    >= ``min_keypoints`` annotated joints. PoseTrack marks joints only as labeled (v=1)."""
+    root = Path(root)
+    records = []
+    for f in posetrack_annotation_files(root, split):
+        try:
+            data = json.loads(f.read_text())
+            images = data["images"]
+            anns = data.get("annotations", [])
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f"{f}: not a PoseTrack 2018 file ({e!r})") from None
+        by_image: dict[int, list[dict]] = {}
+        for a in anns:
+            if "keypoints" in a:
+                by_image.setdefault(a["image_id"], []).append(a)
+        for img in images:
+            persons = [a for a in by_image.get(img["id"], [])
+                       if int((np.asarray(a["keypoints"]).reshape(17, 3)[:, 2] > 0).sum()) >= min_keypoints]
+            if not persons:
+                continue
+            kp = np.array([a["keypoints"] for a in persons], dtype=np.float32).reshape(-1, 17, 3)
+            boxes = np.array([a.get("bbox") or _box_of(k) for a, k in zip(persons, kp)],
+                             dtype=np.float32).reshape(-1, 4)
+            path = root / img["file_name"]
+            w, h = img.get("width"), img.get("height")
+            if w is None or h is None:
+                w, h = _image_size(path)
+            records.append(ImageRecord(
+                path=path, width=int(w), height=int(h), image_id=int(img["id"]), keypoints=kp, boxes=boxes,
+                areas=boxes[:, 2] * boxes[:, 3], layout="posetrack",
+                track_ids=np.array([a.get("track_id", -1) for a in persons], dtype=np.int64),
+                extra={"sequence": f.stem, "annotation_ids": [a.get("id") for a in persons]}))
+    return records
+
+
+def _box_of(kp: np.ndarray) -> list[float]:
+    v = kp[kp[:, 2] > 0, :2]
+    lo, hi = v.min(0), v.max(0)
+    return [float(lo[0]), float(lo[1]), float(hi[0] - lo[0]), float(hi[1] - lo[1])]
+
+
+_SIZE_CACHE: dict[Path, tuple[int, int]] = {}
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image file, read from its header."""
+    if path not in _SIZE_CACHE:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            _SIZE_CACHE[path] = im.size
+    return _SIZE_CACHE[path]
+
+
+def load_records(data_cfg: DictConfig, split: str, layout: str | None = None) -> list[ImageRecord]:
+    """Records of ``split`` in ``layout`` (default ``data_cfg.train_format``) from the configured roots."""
+    layout = layout or data_cfg.train_format
+    coco_root, pt_root = dataset_roots(data_cfg)
+    if layout == "coco":
+        return load_coco_records(coco_root, split)
+    if layout == "posetrack":
+        return load_posetrack_records(pt_root, split)
+    raise ValueError(f"data.train_format must be 'coco' or 'posetrack', got {layout!r}")
+
+
+def read_image(path: str | Path) -> np.ndarray:
+    """(H, W, 3) uint8 RGB. Raises OSError naming the file when it is missing or undecodable."""
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise OSError(f"cannot read image {path} (missing or corrupt)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
