@@ -1,0 +1,404 @@
+"""Benchmarks of the correspondence stage.
+
+    python -m corrtrack.bench propagation --data DIR [--ckpt CKPT_OR_RUN_DIR] [--split val]
+                                          [--input-size 512] [--out results.json]
+    python -m corrtrack.bench speed [--data-pipeline]
+
+``propagation``: on every pair of consecutive labeled frames (f-1, f) of the PoseTrack-format videos
+under DIR/posetrack (or DIR itself when it holds annotations/), the GT poses of frame f-1 are propagated
+to frame f and scored with PCKh@0.5 (head size = 0.6 x head-box diagonal, SPEC §6) against the GT of
+frame f (persons matched by track id). Rows: all joints; joints occluded in either frame (from the
+synthetic world's sidecar ``visibility/<split>/<seq>.json``, flags 0 outside / 1 occluded / 2 visible;
+n/a without it); joints that moved more than a quarter of the person's height. Columns: zero motion,
+OpenCV DIS optical flow, Siamese argmax, refined argmax (n/a without a checkpoint / refinement net).
+
+``speed``: (a) batched affinity vs a per-keypoint Python loop; (b) training pairs per second of the
+Siamese net (forward + backward + Adam step); (c) with ``--data-pipeline``, pairs per second of the
+data pipeline (``datamodules.pairs.benchmark_pipeline``, if present).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from corrtrack import correspondence as corr
+from corrtrack.flow import dis_flow, warp_poses_by_flow
+
+COLUMNS = ("zero", "dis_flow", "siamese", "refined")
+COLUMN_TITLES = {"zero": "zero motion", "dis_flow": "DIS optical flow", "siamese": "Siamese argmax",
+                 "refined": "refined argmax"}
+ROWS = ("all", "occluded", "moved")
+ROW_TITLES = {"all": "all joints", "occluded": "occluded in either frame",
+              "moved": "moved > 1/4 person height"}
+
+
+# ------------------------------------------------------------------------------------------ data
+
+@dataclass
+class FramePair:
+    """Two consecutive labeled frames of one video and the persons present in both (same track id).
+    kp_a / kp_b: (P, 17, 3) GT in image pixels; head_b: (P,) head sizes (0.6 x head diagonal) in b;
+    height_a: (P,) person heights in a; vis_a / vis_b: (P, 17) sidecar flags or None."""
+    sequence: str
+    frame_a: int
+    path_a: Path
+    path_b: Path
+    kp_a: np.ndarray
+    kp_b: np.ndarray
+    head_b: np.ndarray
+    height_a: np.ndarray
+    vis_a: np.ndarray | None = None
+    vis_b: np.ndarray | None = None
+    meta: dict = field(default_factory=dict)
+
+
+def posetrack_root(data: str | Path) -> Path:
+    """DIR/posetrack when it exists, else DIR (which must hold annotations/)."""
+    d = Path(data)
+    return d / "posetrack" if (d / "posetrack" / "annotations").is_dir() else d
+
+
+def _frame_number(img: dict) -> int:
+    """The frame number: the integer stem of ``file_name`` (required by poseval), else ``frame_id``."""
+    try:
+        return int(Path(img["file_name"]).stem)
+    except (KeyError, ValueError):
+        return int(img.get("frame_id", -1))
+
+
+def _person_height(ann: dict, kp: np.ndarray) -> float:
+    bbox = ann.get("bbox")
+    if bbox and len(bbox) == 4 and bbox[3] > 0:
+        return float(bbox[3])
+    v = kp[kp[:, 2] > 0]
+    return float(v[:, 1].max() - v[:, 1].min()) if len(v) >= 2 else 0.0
+
+
+def load_pairs(data: str | Path, split: str = "val") -> tuple[list[FramePair], bool]:
+    """Consecutive labeled frame pairs of every video of ``split``; also whether visibility sidecars were
+    found. Frames count as consecutive only when their frame numbers differ by exactly 1."""
+    root = posetrack_root(data)
+    ann_dir = root / "annotations" / split
+    files = sorted(ann_dir.glob("*.json"))
+    if not files:
+        raise FileNotFoundError(f"no PoseTrack annotation files in {ann_dir}")
+    pairs: list[FramePair] = []
+    any_vis = False
+    for f in files:
+        try:
+            d = json.loads(f.read_text())
+            images, anns = d["images"], d.get("annotations", [])
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f"{f}: not a PoseTrack 2018 file ({e!r})") from None
+        vis_file = root / "visibility" / split / f.name
+        vis = None
+        if vis_file.is_file():
+            vis = {str(k): np.asarray(v, dtype=np.int64).reshape(17) for k, v in json.loads(vis_file.read_text()).items()}
+            any_vis = True
+        by_image: dict[int, dict[int, dict]] = {}
+        for a in anns:
+            if "keypoints" in a and a.get("track_id") is not None:
+                by_image.setdefault(a["image_id"], {})[int(a["track_id"])] = a
+        frames = {}
+        for img in images:
+            if by_image.get(img["id"]):
+                frames[_frame_number(img)] = img
+        for n in sorted(frames):
+            if n - 1 not in frames:
+                continue
+            ia, ib = frames[n - 1], frames[n]
+            pa, pb = by_image[ia["id"]], by_image[ib["id"]]
+            tracks = sorted(set(pa) & set(pb))
+            rows = []
+            for t in tracks:
+                ka = np.asarray(pa[t]["keypoints"], dtype=np.float64).reshape(17, 3)
+                kb = np.asarray(pb[t]["keypoints"], dtype=np.float64).reshape(17, 3)
+                hb = pb[t].get("bbox_head")
+                if not hb or len(hb) != 4:
+                    continue
+                head = 0.6 * math.hypot(float(hb[2]), float(hb[3]))
+                if head <= 0 or not ((ka[:, 2] > 0) & (kb[:, 2] > 0)).any():
+                    continue
+                va = vb = None
+                if vis is not None:
+                    va, vb = vis.get(str(pa[t].get("id"))), vis.get(str(pb[t].get("id")))
+                rows.append((ka, kb, head, _person_height(pa[t], ka), va, vb))
+            if not rows:
+                continue
+            has_vis = all(r[4] is not None and r[5] is not None for r in rows)
+            pairs.append(FramePair(
+                sequence=f.stem, frame_a=n - 1, path_a=root / ia["file_name"], path_b=root / ib["file_name"],
+                kp_a=np.stack([r[0] for r in rows]), kp_b=np.stack([r[1] for r in rows]),
+                head_b=np.array([r[2] for r in rows]), height_a=np.array([r[3] for r in rows]),
+                vis_a=np.stack([r[4] for r in rows]) if has_vis else None,
+                vis_b=np.stack([r[5] for r in rows]) if has_vis else None))
+    return pairs, any_vis
+
+
+# ------------------------------------------------------------------------------------------ metric
+
+def pckh_hits(pred: np.ndarray, gt: np.ndarray, head: np.ndarray, thresh: float = 0.5) -> np.ndarray:
+    """(P, J) bool: predicted joint within ``thresh`` x head size of the GT (image pixels)."""
+    d = np.linalg.norm(np.asarray(pred)[..., :2] - np.asarray(gt)[..., :2], axis=-1)
+    return d <= thresh * head[:, None]
+
+
+def _row_masks(pair: FramePair) -> dict[str, np.ndarray | None]:
+    base = (pair.kp_a[..., 2] > 0) & (pair.kp_b[..., 2] > 0)
+    moved = np.linalg.norm(pair.kp_b[..., :2] - pair.kp_a[..., :2], axis=-1) > 0.25 * pair.height_a[:, None]
+    occl = None
+    if pair.vis_a is not None and pair.vis_b is not None:
+        occl = base & ((pair.vis_a == 1) | (pair.vis_b == 1))
+    return {"all": base, "occluded": occl, "moved": base & moved}
+
+
+def _read_rgb(path: Path) -> np.ndarray:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise OSError(f"cannot read image {path} (missing or corrupt)")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def run_propagation(data: str | Path, ckpt: str | Path | None = None, split: str = "val",
+                    input_size: int = 512, flow_preset: str = "medium", device: str = "cpu",
+                    max_pairs: int | None = None, progress: bool = True) -> dict:
+    """PCKh@0.5 of propagated GT poses for every row x column (see module docstring). Returns a dict with
+    ``table[row][column] = {"pckh": float | None, "joints": int}`` and run information."""
+    from tqdm import tqdm
+
+    pairs, any_vis = load_pairs(data, split)
+    if max_pairs is not None:
+        pairs = pairs[:max_pairs]
+    model = corr.load_correspondence_checkpoint(ckpt, device=device, input_size=input_size) if ckpt else None
+    hits = {r: {c: 0 for c in COLUMNS} for r in ROWS}
+    counts = {r: 0 for r in ROWS}
+    occl_available = any_vis and all(p.vis_a is not None for p in pairs)
+    cache: dict[Path, np.ndarray] = {}
+
+    def image(path: Path) -> np.ndarray:
+        if path not in cache:
+            if len(cache) > 2:
+                cache.pop(next(iter(cache)))
+            cache[path] = _read_rgb(path)
+        return cache[path]
+
+    t0 = time.perf_counter()
+    for pair in tqdm(pairs, desc="propagation", unit="pair", disable=not progress):
+        ia, ib = image(pair.path_a), image(pair.path_b)
+        preds = {"zero": pair.kp_a, "dis_flow": warp_poses_by_flow(pair.kp_a, dis_flow(ia, ib, flow_preset))}
+        if model is not None:
+            res = model.propagate_both(ia, ib, pair.kp_a, key_a=(pair.sequence, pair.frame_a),
+                                       key_b=(pair.sequence, pair.frame_a + 1))
+            preds["siamese"] = res.siamese_points
+            if model.refinement is not None:
+                preds["refined"] = res.points
+        masks = _row_masks(pair)
+        for r in ROWS:
+            m = masks[r]
+            if m is None:
+                continue
+            counts[r] += int(m.sum())
+            for c, pred in preds.items():
+                hits[r][c] += int((pckh_hits(pred, pair.kp_b, pair.head_b) & m).sum())
+    elapsed = time.perf_counter() - t0
+    available = {"zero": True, "dis_flow": True, "siamese": model is not None,
+                 "refined": model is not None and model.refinement is not None}
+    table = {}
+    for r in ROWS:
+        table[r] = {}
+        for c in COLUMNS:
+            ok = available[c] and (r != "occluded" or occl_available) and counts[r] > 0
+            table[r][c] = {"pckh": 100.0 * hits[r][c] / counts[r] if ok else None,
+                           "joints": counts[r] if (r != "occluded" or occl_available) else None}
+    return {"table": table, "pairs": len(pairs), "sequences": len({p.sequence for p in pairs}),
+            "data": str(data), "split": split, "checkpoint": getattr(model, "info", {}).get("checkpoint"),
+            "input_size": input_size, "flow": f"OpenCV DIS ({flow_preset})", "seconds": round(elapsed, 2),
+            "occlusion_sidecar": occl_available}
+
+
+def markdown_table(result: dict) -> str:
+    """The propagation table as markdown (PCKh@0.5 in %, n/a where a row or column is unavailable)."""
+    head = "| joints | n | " + " | ".join(COLUMN_TITLES[c] for c in COLUMNS) + " |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 2)]
+    for r in ROWS:
+        row = result["table"][r]
+        n = next(iter(row.values()))["joints"]
+        cells = ["n/a" if row[c]["pckh"] is None else f"{row[c]['pckh']:.1f}" for c in COLUMNS]
+        lines.append(f"| {ROW_TITLES[r]} | {'n/a' if n is None else n} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------ speed
+
+def _time(fn, repeats: int) -> float:
+    fn()  # warm-up
+    t0 = time.perf_counter()
+    for _ in range(repeats):
+        fn()
+    return (time.perf_counter() - t0) / repeats
+
+
+def affinity_speed(persons: int = 8, joints: int = 17, size: int = 64, channels: int = 32,
+                   repeats: int = 5) -> dict:
+    """Seconds per frame pair of the batched affinity (one gather + one grouped conv) vs a Python loop
+    over persons x joints (one patch slice + one conv2d each); and their ratio."""
+    g = torch.Generator().manual_seed(0)
+    f1 = torch.nn.functional.normalize(torch.randn(1, channels, size, size, generator=g), dim=1)
+    f2 = torch.nn.functional.normalize(torch.randn(1, channels, size, size, generator=g), dim=1)
+    kpts = torch.rand(1, persons, joints, 2, generator=g) * (size - 1)
+
+    def batched():
+        with torch.no_grad():
+            return corr.softmax_maps(corr.affinity(corr.extract_descriptors(f1, kpts), f2))
+
+    def loop():
+        out = []
+        with torch.no_grad():
+            pad = torch.nn.functional.pad(f1, (1, 1, 1, 1))
+            for p in range(persons):
+                for j in range(joints):
+                    x, y = (int(v) for v in torch.floor(kpts[0, p, j] + 0.5))
+                    d = pad[:, :, y:y + 3, x:x + 3]
+                    a = torch.nn.functional.conv2d(f2, d, padding=1)
+                    out.append(torch.softmax(a.flatten(), 0))
+        return out
+
+    tb, tl = _time(batched, repeats), _time(loop, repeats)
+    return {"persons": persons, "joints": joints, "size": size, "channels": channels,
+            "batched_ms": 1000 * tb, "loop_ms": 1000 * tl, "speedup": tl / tb}
+
+
+def training_speed(variant: str = "release", width: float = 0.25, input_size: int = 128, batch_size: int = 8,
+                   persons: int = 4, steps: int = 3, threads: int | None = None) -> dict:
+    """Training pairs per second of the Siamese stage on this machine: forward of both images, affinity
+    maps of ``persons`` x 17 random keypoints per pair, BCE loss (eq. 4), backward, Adam step."""
+    from corrtrack.nets import SiameseNet, count_parameters
+
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    net = SiameseNet(variant, width=width).train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-4)
+    x1 = torch.randn(batch_size, 3, input_size, input_size)
+    x2 = torch.randn(batch_size, 3, input_size, input_size)
+    h = input_size // 4
+    n = batch_size * persons * 17
+    kpts = torch.rand(n, 2) * (h - 1)
+    bidx = torch.arange(batch_size).repeat_interleave(persons * 17)
+    cells = torch.floor(torch.rand(n, 2) * h).long()
+    inside = torch.rand(n) > 0.1
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        f1, f2 = net.forward_pair(x1, x2)
+        a = corr.affinity_maps(f1, f2, kpts, bidx)
+        loss = corr.correspondence_bce(corr.log_softmax_maps(a), cells, inside)
+        loss.backward()
+        opt.step()
+
+    sec = _time(step, steps)
+    return {"variant": variant, "width": width, "input_size": input_size, "batch_size": batch_size,
+            "keypoints_per_pair": persons * 17, "params": count_parameters(net),
+            "threads": torch.get_num_threads(), "sec_per_step": sec, "pairs_per_s": batch_size / sec}
+
+
+def data_pipeline_speed(batches: int = 20, num_workers: int | None = None) -> dict:
+    """Pairs per second of the data pipeline, via ``datamodules.pairs.benchmark_pipeline`` (the
+    datamodule package owns it; corrtrack only calls it when asked)."""
+    import importlib
+
+    try:
+        mod = importlib.import_module("datamodules.pairs")
+        fn = getattr(mod, "benchmark_pipeline")
+    except (ImportError, AttributeError) as e:
+        return {"pairs_per_s": None, "error": f"datamodules.pairs.benchmark_pipeline is not available ({e})"}
+    kwargs = {"batches": batches}
+    if num_workers is not None:
+        kwargs["num_workers"] = num_workers
+    try:
+        rate = float(fn(**kwargs))
+    except Exception as e:  # the hook runs another package's pipeline: report, do not crash the bench
+        return {"pairs_per_s": None, "error": f"benchmark_pipeline failed: {type(e).__name__}: {e}"}
+    return {"pairs_per_s": rate, "batches": batches, "num_workers": num_workers}
+
+
+# ------------------------------------------------------------------------------------------ CLI
+
+def _print_propagation(result: dict) -> None:
+    print(f"PCKh@0.5 of propagated GT poses, {result['pairs']} consecutive labeled frame pairs from "
+          f"{result['sequences']} {result['split']} videos ({result['data']})")
+    print(markdown_table(result))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m corrtrack.bench", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("propagation", help="PCKh of propagated poses: zero motion, DIS flow, Siamese, refined")
+    p.add_argument("--data", required=True, help="a world/dataset folder holding posetrack/ (or a PoseTrack root)")
+    p.add_argument("--ckpt", default=None, help="refine (or siamese) stage checkpoint or run directory; "
+                                                "without it only the zero-motion and flow columns are filled")
+    p.add_argument("--split", default="val")
+    p.add_argument("--input-size", type=int, default=512, help="whole-frame letterbox size (divisible by 32)")
+    p.add_argument("--flow-preset", default="medium", choices=["ultrafast", "fast", "medium"])
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--max-pairs", type=int, default=None)
+    p.add_argument("--out", default=None, help="JSON file (a markdown table is written next to it)")
+    s = sub.add_parser("speed", help="batched vs looped affinity; training and data-pipeline pairs/s")
+    s.add_argument("--persons", type=int, default=8)
+    s.add_argument("--size", type=int, default=64, help="feature map size of the affinity benchmark")
+    s.add_argument("--variant", default="release", choices=["paper", "release"])
+    s.add_argument("--width", type=float, default=0.25)
+    s.add_argument("--input-size", type=int, default=128, help="training pair size")
+    s.add_argument("--batch-size", type=int, default=8)
+    s.add_argument("--train-persons", type=int, default=4, help="persons queried per training pair")
+    s.add_argument("--steps", type=int, default=3)
+    s.add_argument("--skip-training", action="store_true")
+    s.add_argument("--data-pipeline", action="store_true",
+                   help="also time datamodules.pairs.benchmark_pipeline (the cpu preset's data)")
+    s.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+
+    if args.command == "propagation":
+        result = run_propagation(args.data, args.ckpt, split=args.split, input_size=args.input_size,
+                                 flow_preset=args.flow_preset, device=args.device, max_pairs=args.max_pairs)
+        _print_propagation(result)
+        if args.out:
+            out = Path(args.out)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(json.dumps(result, indent=2))
+            out.with_suffix(".md").write_text(markdown_table(result))
+            print(f"wrote {out} and {out.with_suffix('.md')}")
+        return 0
+
+    result = {"affinity": affinity_speed(args.persons, 17, args.size)}
+    a = result["affinity"]
+    print(f"(a) affinity of {a['persons']} persons x {a['joints']} joints at {a['size']}x{a['size']}: "
+          f"batched {a['batched_ms']:.2f} ms, per-keypoint loop {a['loop_ms']:.2f} ms -> {a['speedup']:.1f}x")
+    if not args.skip_training:
+        t = training_speed(args.variant, args.width, args.input_size, args.batch_size, args.train_persons,
+                           args.steps)
+        result["training"] = t
+        print(f"(b) Siamese training ({t['variant']}, width {t['width']}, {t['input_size']}px, batch "
+              f"{t['batch_size']}, {t['params'] / 1e6:.2f} M params, {t['threads']} threads): "
+              f"{t['pairs_per_s']:.1f} pairs/s")
+    if args.data_pipeline:
+        d = data_pipeline_speed()
+        result["data_pipeline"] = d
+        print(f"(c) data pipeline: {d['pairs_per_s']:.1f} pairs/s" if d["pairs_per_s"] is not None
+              else f"(c) data pipeline: skipped: {d['error']}")
+    if args.out:
+        Path(args.out).write_text(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
