@@ -22,7 +22,10 @@ class ConfigError(ValueError):
 
 
 def available_stages() -> list[str]:
-    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem not in ("base", "debug"))
+    """Stages are the registered ones (experiments.stages.STAGES) that have a config file."""
+    from experiments.stages import STAGES
+
+    return sorted(s for s in STAGES if (CONFIG_DIR / f"{s}.yaml").is_file())
 
 
 def available_presets(stage: str) -> list[str]:

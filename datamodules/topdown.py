@@ -1,0 +1,434 @@
+"""Top-down person crops for the pose estimator (paper §6.1, SPEC §2), from COCO or PoseTrack files.
+
+Every annotated person (training), every ground-truth person or every detection (validation) becomes
+one ``input_size`` = (H, W) crop (384x288 by default) through ``geometry.crop_affine(box, (H, W),
+padding)``; the crop's image->crop affine travels with the sample so predictions go back to image
+pixels.
+
+Training augmentation:
+- box jitter (our geometry): the crop is zoomed by ``scale`` and its centre moved by ``shift`` (fraction
+  of the box), rendered into a canvas with a margin around the final crop;
+- random horizontal flips and rotations (albumentations ``HorizontalFlip`` / ``Affine`` on the canvas,
+  then ``CenterCrop`` to (H, W), so rotated corners hold real image content); a flip swaps left and
+  right joints with the layout's ``flip_perm``; colour jitter and blur (albumentations).
+Targets (``corrtrack.pose.encode_targets``): per joint a disk (or Gaussian) heatmap of ``radius`` output
+cells and the offsets from each cell within the radius to the joint, on the stride-``s`` output grid.
+
+Randomness is worker-safe: each training sample draws a seed from torch's default generator (seeded
+per DataLoader worker, epoch and rank by Lightning); validation crops are deterministic.
+
+Evaluation helpers: :func:`build_coco_gt` (pycocotools COCO object in memory from records, any layout),
+:func:`coco_keypoint_eval` (COCOeval keypoints with the layout's sigmas), :func:`load_detections`.
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from corrtrack import geometry
+from corrtrack.keypoints import NUM_JOINTS, layout as keypoint_layout
+from corrtrack.pose import DEFAULT_PADDING, encode_targets, to_input_tensor
+from datamodules.sources import ImageRecord, dataset_roots, load_records, read_image
+from datamodules.workers import worker_init
+
+log = logging.getLogger(__name__)
+
+COCO_STAT_NAMES = ("ap", "ap50", "ap75", "ap_m", "ap_l", "ar", "ar50", "ar75", "ar_m", "ar_l")
+
+
+@dataclass
+class TopDownAugment:
+    """Training augmentation of person crops.
+
+    flip_prob: horizontal flip probability (joints swapped left/right); max_rotate: degrees, rotation
+    uniform in [-r, r] with probability rotate_prob; scale: (lo, hi) zoom-out of the box (> 1 = more
+    context), log-uniform; shift: box-centre jitter, uniform in [-t, t] * box size per axis;
+    color_prob / blur_prob: probability of colour jitter / Gaussian or motion blur; margin: canvas margin
+    around the crop, fraction of each side (rotated corners come from real pixels inside it).
+    """
+    flip_prob: float = 0.5
+    max_rotate: float = 40.0
+    rotate_prob: float = 0.6
+    scale: tuple[float, float] = (0.75, 1.25)
+    shift: float = 0.1
+    color_prob: float = 0.5
+    blur_prob: float = 0.1
+    margin: float = 0.25
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any] | None) -> "TopDownAugment":
+        if cfg is None:
+            return cls()
+        d = dict(cfg)
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"data.augment: unknown keys {sorted(unknown)}")
+        if "scale" in d and d["scale"] is not None:
+            d["scale"] = tuple(float(v) for v in d["scale"])
+        return cls(**d)
+
+
+@dataclass
+class Instance:
+    """One crop: record index, box [x, y, w, h], box score, index of the GT person (-1 = detection)."""
+    record: int
+    box: np.ndarray
+    score: float
+    person: int
+
+
+class TopDownDataset(Dataset):
+    """Person crops from ``ImageRecord``s.
+
+    ``__getitem__`` returns numpy arrays: image (3, H, W) float32 normalised RGB; heatmaps (J, h, w),
+    offsets (J, 2, h, w), offset_mask (J, h, w), weights (J,) float32 targets (zeros / weight 0 for a
+    detection crop); keypoints (J, 3) x, y, v in crop pixels; affine (2, 3) float64 image->crop;
+    image_id, index int64; box_score float32.
+
+    Args:
+        records: annotated images (``datamodules.sources``).
+        input_size: (H, W), divisible by ``stride``.
+        stride: output stride of the net (target grid).
+        layout: ``"coco"`` | ``"posetrack"`` (flip permutation).
+        train: augment and draw fresh randomness per sample; otherwise plain deterministic crops.
+        detections: validation boxes per image id ``{image_id: [(box, score), ...]}``; None = GT boxes.
+        min_keypoints: persons with fewer labeled joints are skipped (GT instances).
+    """
+
+    def __init__(self, records: Sequence[ImageRecord], input_size: tuple[int, int] = (384, 288),
+                 stride: int = 8, layout: str = "coco", train: bool = True, padding: float = DEFAULT_PADDING,
+                 augment: TopDownAugment | None = None, target_kind: str = "disk", radius: float = 2.0,
+                 unlabeled_weight: float = 0.0, detections: Mapping[int, Sequence] | None = None,
+                 min_keypoints: int = 1, seed: int = 0):
+        self.records = list(records)
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        if self.input_size[0] % stride or self.input_size[1] % stride:
+            raise ValueError(f"data.input_size {self.input_size} must be divisible by the net's stride "
+                             f"{stride}")
+        self.stride = int(stride)
+        self.layout = layout
+        self.flip_perm = keypoint_layout(layout)["flip_perm"]
+        self.train = bool(train)
+        self.padding = float(padding)
+        self.aug = augment or TopDownAugment()
+        self.target_kind, self.radius = target_kind, float(radius)
+        self.unlabeled_weight = float(unlabeled_weight)
+        self.seed = int(seed)
+        self.instances = self._instances(detections, int(min_keypoints))
+        if not self.instances:
+            raise ValueError(f"TopDownDataset: no person crops in {len(self.records)} images "
+                             f"(check the dataset root, split and detection file)")
+        self._tf: Any = None
+
+    def _instances(self, detections, min_keypoints: int) -> list[Instance]:
+        out = []
+        for r, rec in enumerate(self.records):
+            if detections is not None:
+                for box, score in detections.get(rec.image_id, ()):
+                    out.append(Instance(r, np.asarray(box, np.float64), float(score), -1))
+                continue
+            for p in range(len(rec.keypoints)):
+                box = np.asarray(rec.boxes[p], np.float64)
+                if int((rec.keypoints[p, :, 2] > 0).sum()) < min_keypoints or box[2] <= 1 or box[3] <= 1:
+                    continue
+                out.append(Instance(r, box, 1.0, p))
+        return out
+
+    def __len__(self) -> int:
+        return len(self.instances)
+
+    # -- augmentation -------------------------------------------------------------------------------
+    def _rng(self, index: int) -> np.random.Generator:
+        if self.train:
+            return np.random.default_rng([int(torch.randint(0, 2 ** 62, (1,)).item()), index])
+        return np.random.default_rng([self.seed, index, 0x70DE])
+
+    def _transform(self):
+        if self._tf is None:
+            import albumentations as A
+            import cv2
+
+            a = self.aug
+            h, w = self.input_size
+            self._tf = A.Compose([
+                A.HorizontalFlip(p=a.flip_prob),
+                A.Affine(rotate=(-a.max_rotate, a.max_rotate), p=a.rotate_prob if a.max_rotate > 0 else 0.0,
+                         border_mode=cv2.BORDER_CONSTANT, fill=0),
+                A.CenterCrop(h, w),
+                A.ColorJitter(brightness=0.3, contrast=0.3, saturation=0.3, hue=0.03, p=a.color_prob),
+                A.OneOf([A.GaussianBlur(blur_limit=(3, 5), p=1.0), A.MotionBlur(blur_limit=(3, 7), p=1.0)],
+                        p=a.blur_prob),
+            ], keypoint_params=A.KeypointParams(format="xy", remove_invisible=False),
+                save_applied_params=True)
+        return self._tf
+
+    def augment_crop(self, image: np.ndarray, box: np.ndarray, keypoints: np.ndarray,
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, bool]:
+        """A training crop of ``box`` with jitter, flip and rotation: returns the (H, W, 3) crop, the
+        (J, 3) keypoints in crop pixels (joints swapped when flipped) and whether it was flipped."""
+        a = self.aug
+        h, w = self.input_size
+        lo, hi = a.scale
+        scale = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if hi > lo else float(lo)
+        shift = rng.uniform(-a.shift, a.shift, 2) if a.shift > 0 else np.zeros(2)
+        m = geometry.crop_affine(box, (h, w), self.padding, scale=scale,
+                                 shift=(float(shift[0]), float(shift[1])))
+        mx, my = int(round(a.margin * w)), int(round(a.margin * h))
+        m[:, 2] += (mx, my)                       # the crop sits centred in a (h + 2my, w + 2mx) canvas
+        canvas = geometry.warp_image(image, m, (h + 2 * my, w + 2 * mx))
+        kp = np.asarray(keypoints, np.float64).copy()
+        kp[:, :2] = geometry.warp_points(kp[:, :2], m)
+        tf = self._transform()
+        tf.set_random_seed(int(rng.integers(0, 2 ** 31 - 1)))
+        res = tf(image=canvas, keypoints=kp[:, :2].astype(np.float32))
+        flipped = any(name == "HorizontalFlip" for name, _ in res["applied_transforms"])
+        out = kp.copy()
+        out[:, :2] = np.asarray(res["keypoints"], np.float64).reshape(-1, 2)
+        if flipped:
+            out = out[self.flip_perm]
+        return res["image"], out, flipped
+
+    # -- one crop -----------------------------------------------------------------------------------
+    def _load(self, inst: Instance) -> np.ndarray:
+        rec = self.records[inst.record]
+        try:
+            return read_image(rec.path)
+        except OSError as e:
+            # a corrupt image must not kill a long run: a black frame gives an all-absent sample
+            log.warning("using a blank image: %s", e)
+            return np.zeros((rec.height, rec.width, 3), np.uint8)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        index = int(index)
+        inst = self.instances[index]
+        rec = self.records[inst.record]
+        img = self._load(inst)
+        j = NUM_JOINTS
+        kp = (np.asarray(rec.keypoints[inst.person], np.float64) if inst.person >= 0
+              else np.zeros((j, 3)))
+        if self.train:
+            crop, kp_c, _ = self.augment_crop(img, inst.box, kp, self._rng(index))
+            m = np.full((2, 3), np.nan)           # augmented crops are not mapped back
+        else:
+            m = geometry.crop_affine(inst.box, self.input_size, self.padding)
+            crop = geometry.warp_image(img, m, self.input_size)
+            kp_c = kp.copy()
+            kp_c[:, :2] = geometry.warp_points(kp[:, :2], m)
+        kp_c[kp_c[:, 2] <= 0, :2] = 0.0
+        t = encode_targets(kp_c, self.input_size, self.stride, self.radius, self.target_kind,
+                           self.unlabeled_weight)
+        if inst.person < 0:
+            t["weights"][:] = 0.0
+        return {
+            "image": to_input_tensor(crop)[0].numpy(),
+            **t,
+            "keypoints": kp_c.astype(np.float32),
+            "affine": m.astype(np.float64),
+            "image_id": np.int64(rec.image_id),
+            "box_score": np.float32(inst.score),
+            "index": np.int64(index),
+        }
+
+
+def collate(samples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
+    """Stack samples into tensors (every field has a fixed shape)."""
+    return {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0]}
+
+
+# ------------------------------------------------------------------------------------------------
+# evaluation helpers (pycocotools)
+# ------------------------------------------------------------------------------------------------
+def build_coco_gt(records: Sequence[ImageRecord], layout: str = "coco"):
+    """A pycocotools ``COCO`` ground truth in memory from records (any layout; 17 slots). Person area =
+    ``record.areas`` (COCO: the segment area from the file; PoseTrack: the box area)."""
+    from pycocotools.coco import COCO
+
+    names = list(keypoint_layout(layout)["names"])
+    skeleton = [[a + 1, b + 1] for a, b in keypoint_layout(layout)["skeleton"]]
+    images, anns = [], []
+    aid = 1
+    for rec in records:
+        images.append({"id": int(rec.image_id), "width": int(rec.width), "height": int(rec.height),
+                       "file_name": str(rec.path)})
+        for p in range(len(rec.keypoints)):
+            kp = np.asarray(rec.keypoints[p], np.float64)
+            anns.append({"id": aid, "image_id": int(rec.image_id), "category_id": 1, "iscrowd": 0,
+                         "keypoints": kp.reshape(-1).tolist(), "num_keypoints": int((kp[:, 2] > 0).sum()),
+                         "bbox": [float(v) for v in rec.boxes[p]], "area": float(rec.areas[p])})
+            aid += 1
+    gt = COCO()
+    gt.dataset = {"images": images, "annotations": anns,
+                  "categories": [{"id": 1, "name": "person", "supercategory": "person", "keypoints": names,
+                                  "skeleton": skeleton}]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+    return gt
+
+
+def coco_keypoint_eval(coco_gt, results: Sequence[Mapping], sigmas: np.ndarray,
+                       image_ids: Sequence[int] | None = None, verbose: bool = False) -> dict[str, float]:
+    """COCO keypoint AP/AR (pycocotools COCOeval, iouType "keypoints") of ``results`` (COCO results
+    format: image_id, category_id, keypoints [51 floats in image pixels], score) against ``coco_gt``,
+    with per-joint OKS ``sigmas``. ``image_ids`` restricts the evaluation (default: every GT image).
+    Returns {"ap", "ap50", "ap75", "ap_m", "ap_l", "ar", ...}; all 0 when there are no results."""
+    from pycocotools.cocoeval import COCOeval
+
+    if not results:
+        return {k: 0.0 for k in COCO_STAT_NAMES}
+    sink = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
+    with sink:
+        dt = coco_gt.loadRes([dict(r) for r in results])
+        ev = COCOeval(coco_gt, dt, "keypoints")
+        ev.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
+        if image_ids is not None:
+            ev.params.imgIds = sorted({int(i) for i in image_ids})
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    # COCOeval reports -1 where a category/area has no ground truth; report 0 instead.
+    return {k: float(max(v, 0.0)) for k, v in zip(COCO_STAT_NAMES, ev.stats)}
+
+
+def load_detections(path: str | Path, min_score: float = 0.0) -> dict[int, list[tuple[np.ndarray, float]]]:
+    """Person detections from a COCO results JSON ([{image_id, bbox [x, y, w, h], score, category_id}]),
+    or a folder of such files (e.g. one per PoseTrack video) -> {image_id: [(box, score), ...]}
+    (category 1 only, score >= ``min_score``)."""
+    path = Path(path)
+    if path.is_dir():
+        files = sorted(path.glob("*.json"))
+        if not files:
+            raise FileNotFoundError(f"no detection files (*.json) in {path} (data.det_file)")
+    elif path.is_file():
+        files = [path]
+    else:
+        raise FileNotFoundError(f"detection file not found: {path} (data.det_file)")
+    out: dict[int, list[tuple[np.ndarray, float]]] = {}
+    for f in files:
+        try:
+            dets = json.loads(f.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{f}: not a JSON file ({e})") from None
+        if not isinstance(dets, list):
+            raise ValueError(f"{f}: expected a COCO results list of detections, got {type(dets).__name__}")
+        for i, d in enumerate(dets):
+            try:
+                if int(d.get("category_id", 1)) != 1:
+                    continue
+                score = float(d.get("score", 1.0))
+                box = np.asarray(d["bbox"], np.float64).reshape(4)
+                image_id = int(d["image_id"])
+            except (KeyError, TypeError, ValueError, AttributeError) as e:
+                raise ValueError(f"{f}: detection #{i} lacks a valid image_id/bbox ({e!r})") from None
+            if score >= min_score and box[2] > 1 and box[3] > 1:
+                out.setdefault(image_id, []).append((box, score))
+    return out
+
+
+# ------------------------------------------------------------------------------------------------
+# DataModule
+# ------------------------------------------------------------------------------------------------
+class TopDownDataModule(pl.LightningDataModule):
+    """Top-down crops from the ``data`` section of a pose config.
+
+    Reads ``layout`` records ("coco": ``person_keypoints_{split}2017.json`` through pycocotools;
+    "posetrack": labeled frames of the PoseTrack 2018 files) from the configured roots (``synth`` = the
+    synthetic world, generated on first use). Validation crops come from GT boxes, or from
+    ``data.det_file`` (COCO results JSON) with score >= ``data.det_min_score``; at most
+    ``val_max_images`` evenly spaced images. ``coco_gt`` / ``val_image_ids`` / ``sigmas`` serve COCOeval.
+    """
+
+    def __init__(self, data_cfg, layout: str = "coco", stride: int = 8, target_kind: str = "disk",
+                 radius: float = 2.0, unlabeled_weight: float = 0.0, seed: int = 0):
+        super().__init__()
+        self.cfg = data_cfg
+        self.layout = layout
+        self.stride = int(stride)
+        self.target_kind, self.radius = target_kind, float(radius)
+        self.unlabeled_weight = float(unlabeled_weight)
+        self.seed = int(seed)
+        self.train_set: TopDownDataset | None = None
+        self.val_set: TopDownDataset | None = None
+        self._coco_gt = None
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        s = self.cfg.input_size
+        return (int(s[0]), int(s[1]))
+
+    @property
+    def sigmas(self) -> np.ndarray:
+        return keypoint_layout(self.layout)["sigmas"]
+
+    def _records(self, split: str, cap) -> list[ImageRecord]:
+        records = load_records(self.cfg, split, self.layout)
+        if cap and len(records) > int(cap):
+            pick = np.unique(np.linspace(0, len(records) - 1, int(cap)).round().astype(int))
+            records = [records[i] for i in pick]
+        return records
+
+    def _dataset(self, records: list[ImageRecord], train: bool, detections=None) -> TopDownDataset:
+        c = self.cfg
+        return TopDownDataset(records, self.input_size, self.stride, self.layout, train=train,
+                              padding=float(c.padding), augment=TopDownAugment.from_config(c.get("augment")),
+                              target_kind=self.target_kind, radius=self.radius,
+                              unlabeled_weight=self.unlabeled_weight, detections=detections,
+                              min_keypoints=int(c.get("min_keypoints", 1)) if train else 1, seed=self.seed)
+
+    def prepare_data(self) -> None:
+        dataset_roots(self.cfg)  # generates the synthetic world once, before DDP workers read it
+
+    def setup(self, stage: str | None = None) -> None:
+        c = self.cfg
+        if self.train_set is None and stage in (None, "fit"):
+            records = self._records(c.train_split, c.get("train_max_images"))
+            self.train_set = self._dataset(records, train=True)
+        if self.val_set is None and stage in (None, "fit", "validate"):
+            records = self._records(c.val_split, c.get("val_max_images"))
+            dets = load_detections(c.det_file, float(c.det_min_score)) if c.get("det_file") else None
+            self.val_set = self._dataset(records, train=False, detections=dets)
+
+    @property
+    def val_image_ids(self) -> list[int]:
+        return [int(r.image_id) for r in self.val_set.records]
+
+    @property
+    def coco_gt(self):
+        """Ground truth of the validation images for COCOeval (built on first use). For the COCO layout
+        the official annotation file is used (crowd regions and all), else the records in memory."""
+        if self._coco_gt is None:
+            if self.layout == "coco":
+                from pycocotools.coco import COCO
+                from datamodules.sources import _coco_split_paths
+
+                coco_root, _ = dataset_roots(self.cfg)
+                ann, _ = _coco_split_paths(Path(coco_root), str(self.cfg.val_split))
+                with contextlib.redirect_stdout(io.StringIO()):
+                    self._coco_gt = COCO(str(ann))
+            else:
+                self._coco_gt = build_coco_gt(self.val_set.records, self.layout)
+        return self._coco_gt
+
+    def _loader(self, ds: TopDownDataset, shuffle: bool) -> DataLoader:
+        nw = int(self.cfg.num_workers)
+        bs = int(self.cfg.batch_size)
+        if not shuffle and self.cfg.get("val_batch_size"):
+            bs = int(self.cfg.val_batch_size)
+        return DataLoader(ds, batch_size=bs, shuffle=shuffle, num_workers=nw, collate_fn=collate,
+                          pin_memory=bool(self.cfg.pin_memory), drop_last=shuffle and len(ds) >= bs,
+                          persistent_workers=nw > 0, worker_init_fn=worker_init if nw > 0 else None)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, shuffle=False)
