@@ -15,6 +15,7 @@ COCO_ROOT ?=
 POSETRACK_ROOT ?=
 SIAMESE_CKPT ?= latest
 POSE_CKPT ?= latest
+REFINE_CKPT ?= latest
 PYTEST_ARGS ?=
 
 # DATA=synth (default): the built-in world; DATA=coco / DATA=posetrack: real data at COCO_ROOT / POSETRACK_ROOT.
@@ -78,8 +79,8 @@ bench-eval: $(STAMP) ## evaluator speed on a generated 40-sequence set (sequence
 bench-corr: $(STAMP) ## batched affinity vs per-keypoint loop, training and data-pipeline pairs/s
 	$(PY) -m corrtrack.bench speed
 
-bench-propagation: $(STAMP) ## PCKh of propagated poses: zero motion, DIS flow, Siamese, refined (SYNTH_PRESET=hard)
-	$(PY) -m corrtrack.bench propagation --data data/synth/$(SYNTH_PRESET)-seed$(SEED) --ckpt $(if $(filter latest,$(SIAMESE_CKPT)),outputs/refine/latest,$(SIAMESE_CKPT))
+bench-propagation: $(STAMP) ## PCKh of propagated poses: zero motion, DIS flow, Siamese, refined (SYNTH_PRESET=hard REFINE_CKPT=latest|path)
+	$(PY) -m corrtrack.bench propagation --data data/synth/$(SYNTH_PRESET)-seed$(SEED) --ckpt $(if $(filter latest,$(REFINE_CKPT)),outputs/refine/latest,$(REFINE_CKPT)) --input-size 256 --out outputs/bench/propagation-$(SYNTH_PRESET).json
 
 clean: ## remove outputs/ and generated data (keeps .venv)
 	rm -rf outputs data/synth wandb lightning_logs

@@ -22,6 +22,7 @@ Evaluation helpers: :func:`build_coco_gt` (pycocotools COCO object in memory fro
 """
 from __future__ import annotations
 
+import albumentations as A  # module level: a first import in a forked worker trips wandb's import hook
 import contextlib
 import io
 import json
@@ -155,7 +156,6 @@ class TopDownDataset(Dataset):
 
     def _transform(self):
         if self._tf is None:
-            import albumentations as A
             import cv2
 
             a = self.aug

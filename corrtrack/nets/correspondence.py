@@ -113,8 +113,12 @@ class RefinementNet(nn.Module):
     """
 
     def __init__(self, width: float = 1.0, in_channels: int = 81, num_joints: int = 17,
-                 variant: RefinementVariant = "decoder", decoder_channels: int = 128):
+                 variant: RefinementVariant = "decoder", decoder_channels: int = 128,
+                 peak_normalize: bool = True):
         super().__init__()
+        # Softmax maps over 64x64 cells peak around 1/100 even when confident: dividing each map by its
+        # maximum (peak_normalize) hands the body a peak of 1 to follow; all-zero maps stay zero.
+        self.peak_normalize = peak_normalize
         if variant not in ("decoder", "dilated"):
             raise ValueError(f"RefinementNet variant must be 'decoder' or 'dilated' (got {variant!r})")
         if in_channels <= num_joints:
@@ -142,12 +146,16 @@ class RefinementNet(nn.Module):
     def config(self) -> dict:
         """Constructor kwargs (saved under ``hparams["net"]["refinement"]``)."""
         return {"width": self.width, "in_channels": self.in_channels, "num_joints": self.num_joints,
-                "variant": self.variant, "decoder_channels": self.decoder_channels}
+                "variant": self.variant, "decoder_channels": self.decoder_channels,
+                "peak_normalize": self.peak_normalize}
 
     def refine(self, x: Tensor) -> Tensor:
         """x (N, in_channels, h, w) = concat(F1, F2, S) with S the last ``num_joints`` channels ->
         logits (N, num_joints, h, w). h, w divisible by 8."""
         s = x[:, -self.num_joints:]
+        if self.peak_normalize:
+            s = s / s.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
+            x = torch.cat([x[:, :-self.num_joints], s], dim=1)
         if self.variant == "dilated":
             y = self.body(x)
         else:
