@@ -80,6 +80,7 @@ bench-corr: $(STAMP) ## batched affinity vs per-keypoint loop, training and data
 	$(PY) -m corrtrack.bench speed
 
 bench-propagation: $(STAMP) ## PCKh of propagated poses: zero motion, DIS flow, Siamese, refined (SYNTH_PRESET=hard REFINE_CKPT=latest|path)
+	$(PY) -m corrtrack.synth --out data/synth/$(SYNTH_PRESET)-seed$(SEED) --preset $(SYNTH_PRESET) --seed $(SEED) --quiet
 	$(PY) -m corrtrack.bench propagation --data data/synth/$(SYNTH_PRESET)-seed$(SEED) --ckpt $(if $(filter latest,$(REFINE_CKPT)),outputs/refine/latest,$(REFINE_CKPT)) --input-size 256 --out outputs/bench/propagation-$(SYNTH_PRESET).json
 
 clean: ## remove outputs/ and generated data (keeps .venv)

@@ -182,3 +182,28 @@ def test_fast_dev_run_both_stages(world_overrides, outputs, tmp_path):
     assert "val/corr_pck" in summary["final_metrics"]
     assert (out / "siamese" / "s" / "figures" / "epoch_000.png").is_file()
     _run("refine", world_overrides + outputs + small + ["model.siamese_ckpt=latest"])
+
+
+@pytest.fixture(scope="module")
+def siamese_ckpt(world_overrides, tmp_path_factory) -> Path:
+    """A 1-step siamese run at a small size, for the refine presets."""
+    out = tmp_path_factory.mktemp("siamese_for_presets")
+    from experiments.run import main
+
+    assert main(["siamese", "debug", *world_overrides, f"output_root={out}", "data.input_size=64",
+                 "model.width=0.125", "trainer.max_steps=1", "trainer.limit_train_batches=1",
+                 "vis.every_n_epochs=0", "run_id=s"]) == 0
+    return out / "siamese" / "s"
+
+
+@pytest.mark.parametrize("stage", ["siamese", "refine"])
+@pytest.mark.parametrize("preset", ["cpu", "paper"])
+def test_fast_dev_run_every_preset(stage, preset, world_overrides, outputs, siamese_ckpt):
+    """Every preset of both stages wires up (the paper presets at a small size, to stay fast on CPU)."""
+    from experiments.run import main
+
+    small = ["trainer.fast_dev_run=true", "data.input_size=64", "data.num_workers=0", "data.batch_size=2",
+             "trainer.accelerator=cpu", "trainer.precision=32-true"]
+    small += ["model.width=0.125"] if stage == "siamese" else [f"model.siamese_ckpt={siamese_ckpt}",
+                                                               "model.width=0.125"]
+    assert main([stage, preset, *world_overrides, *outputs, *small]) == 0
