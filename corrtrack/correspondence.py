@@ -27,11 +27,8 @@ from torch.nn import functional as F
 
 from corrtrack import geometry
 from corrtrack.nets.correspondence import RefinementNet, SiameseNet, build_refinement, build_siamese
+from corrtrack.nets.utils import IMAGE_MEAN, IMAGE_STD  # re-exported: the datamodules import them here
 
-# Input normalisation of every network here: RGB / 255, then ImageNet mean/std (albumentations'
-# ``Normalize()`` defaults, which the datamodules use too).
-IMAGE_MEAN = (0.485, 0.456, 0.406)
-IMAGE_STD = (0.229, 0.224, 0.225)
 
 
 def image_to_tensor(image: np.ndarray) -> Tensor:

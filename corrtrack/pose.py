@@ -27,9 +27,10 @@ from torch import Tensor, nn
 
 from corrtrack import geometry
 from corrtrack.keypoints import POSETRACK_UNUSED_SLOTS, layout as keypoint_layout
+from corrtrack.nets.utils import IMAGE_MEAN, IMAGE_STD
 
-IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
-IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+IMAGENET_MEAN = np.array(IMAGE_MEAN, dtype=np.float32)
+IMAGENET_STD = np.array(IMAGE_STD, dtype=np.float32)
 DEFAULT_PADDING = 1.25
 
 

@@ -6,6 +6,11 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+# Input normalisation of every network here: RGB / 255, then ImageNet mean / std (albumentations'
+# ``Normalize()`` defaults, so pretrained ImageNet weights see the statistics they were trained on).
+IMAGE_MEAN = (0.485, 0.456, 0.406)
+IMAGE_STD = (0.229, 0.224, 0.225)
+
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     """Number of parameters of ``module`` (all, or only those with ``requires_grad``)."""
