@@ -44,6 +44,7 @@ from corrtrack import geometry
 from corrtrack.correspondence import IMAGE_MEAN, IMAGE_STD, image_to_tensor, to_feature_coords
 from corrtrack.keypoints import NUM_JOINTS
 from datamodules.sources import ImageRecord, load_records, read_image
+from datamodules.augment import augment_from_config
 from datamodules.workers import worker_init
 
 log = logging.getLogger(__name__)
@@ -87,16 +88,7 @@ class AugmentConfig:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> "AugmentConfig":
-        if cfg is None:
-            return cls()
-        d = dict(cfg)
-        for k in ("scale", "crop_context"):
-            if k in d and d[k] is not None:
-                d[k] = tuple(float(v) for v in d[k])
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"data.augment: unknown keys {sorted(unknown)}")
-        return cls(**d)
+        return augment_from_config(cls, cfg, tuple_keys=("scale", "crop_context"))
 
 
 def _appearance_transform(photometric: bool, blur: bool):

@@ -40,6 +40,7 @@ from corrtrack import geometry
 from corrtrack.keypoints import NUM_JOINTS, layout as keypoint_layout
 from corrtrack.pose import DEFAULT_PADDING, encode_targets, to_input_tensor
 from datamodules.sources import ImageRecord, dataset_roots, load_records, read_image
+from datamodules.augment import augment_from_config
 from datamodules.workers import worker_init
 
 log = logging.getLogger(__name__)
@@ -68,15 +69,7 @@ class TopDownAugment:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> "TopDownAugment":
-        if cfg is None:
-            return cls()
-        d = dict(cfg)
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"data.augment: unknown keys {sorted(unknown)}")
-        if "scale" in d and d["scale"] is not None:
-            d["scale"] = tuple(float(v) for v in d["scale"])
-        return cls(**d)
+        return augment_from_config(cls, cfg, tuple_keys=("scale",))
 
 
 @dataclass

@@ -184,3 +184,14 @@ def test_datamodule_on_tiny_world(tiny_world, world_overrides):
     v1 = next(iter(dm.val_dataloader()))
     v2 = next(iter(dm.val_dataloader()))
     torch.testing.assert_close(v1["image2"], v2["image2"])
+
+
+def test_augment_config_rejects_unknown_keys_and_makes_tuples():
+    from datamodules.pairs import AugmentConfig
+    from datamodules.topdown import TopDownAugment
+
+    assert AugmentConfig.from_config({"scale": [0.5, 2]}).scale == (0.5, 2.0)
+    assert TopDownAugment.from_config({"scale": [0.8, 1.2]}).scale == (0.8, 1.2)
+    for cls in (AugmentConfig, TopDownAugment):
+        with pytest.raises(ValueError, match="unknown keys \\['nope'\\]"):
+            cls.from_config({"nope": 1})
