@@ -69,19 +69,40 @@ def target_cells(xy_input: Tensor, size_hw: tuple[int, int], stride: int = 4) ->
     return cells, inside
 
 
-def extract_descriptors(f1: Tensor, kpts: Tensor, valid: Tensor | None = None) -> Tensor:
-    """Descriptors d_j^p: the 3x3 patch of F1 around each keypoint (nearest cell), zero-padded.
+DESCRIPTOR_SAMPLING = ("nearest", "bilinear")
+
+
+def extract_descriptors(f1: Tensor, kpts: Tensor, valid: Tensor | None = None, sampling: str = "nearest") -> Tensor:
+    """Descriptors d_j^p: the 3x3 patch of F1 around each keypoint, zero-padded.
 
     f1: (B, C, h, w); kpts: (B, P, J, 2) (x, y) in feature cells; valid: (B, P, J) bool (None = all).
-    Returns (B, P, J, C, 3, 3); invalid keypoints and keypoints outside F1 get all-zero descriptors.
-    ``desc[..., c, ky, kx] = F1[c, y + ky - 1, x + kx - 1]`` (the layout of a conv2d weight)."""
+    ``sampling``: ``"nearest"`` takes the patch around the nearest cell (the paper's wording);
+    ``"bilinear"`` samples the 3x3 grid of points ``kpt + (dx, dy)``, dx, dy in {-1, 0, 1}, bilinearly, so
+    the descriptor sits exactly on the keypoint instead of up to half a cell (2 input pixels) away.
+    Returns (B, P, J, C, 3, 3); invalid keypoints and keypoints whose nearest cell is outside F1 get
+    all-zero descriptors. ``desc[..., c, ky, kx] = F1[c, y + ky - 1, x + kx - 1]`` (the layout of a conv2d
+    weight)."""
+    if sampling not in DESCRIPTOR_SAMPLING:
+        raise ValueError(f"descriptor sampling must be one of {DESCRIPTOR_SAMPLING} (got {sampling!r})")
     b, c, h, w = f1.shape
     _, p, j, _ = kpts.shape
-    cells = nearest_cell(torch.nan_to_num(kpts.detach(), nan=-1e6))            # (B, P, J, 2)
+    k = torch.nan_to_num(kpts.detach(), nan=-1e6)
+    cells = nearest_cell(k)                                                      # (B, P, J, 2)
     centre_ok = (cells[..., 0] >= 0) & (cells[..., 0] < w) & (cells[..., 1] >= 0) & (cells[..., 1] < h)
     centre_ok = centre_ok & torch.isfinite(kpts).all(dim=-1)
     if valid is not None:
         centre_ok = centre_ok & valid.bool()
+    if sampling == "bilinear":
+        d = torch.arange(-1, 2, device=f1.device, dtype=f1.dtype)
+        dy, dx = torch.meshgrid(d, d, indexing="ij")
+        xs = k[..., 0, None, None].to(f1.dtype) + dx                             # (B, P, J, 3, 3)
+        ys = k[..., 1, None, None].to(f1.dtype) + dy
+        # align_corners=True: grid -1 / +1 are the centres of the first / last cell (cell i at i)
+        grid = torch.stack([xs * (2.0 / max(w - 1, 1)) - 1, ys * (2.0 / max(h - 1, 1)) - 1], dim=-1)
+        g = F.grid_sample(f1, grid.reshape(b, p * j * 3, 3, 2), mode="bilinear", padding_mode="zeros",
+                          align_corners=True)                                    # (B, C, P*J*3, 3)
+        g = g.reshape(b, c, p, j, 3, 3).permute(0, 2, 3, 1, 4, 5)
+        return g * centre_ok[..., None, None, None].to(g.dtype)
     d = torch.arange(-1, 2, device=f1.device)
     dy, dx = torch.meshgrid(d, d, indexing="ij")                                 # (3, 3)
     xs = cells[..., 0, None, None] + dx                                          # (B, P, J, 3, 3)
@@ -106,7 +127,7 @@ def affinity(desc: Tensor, f2: Tensor) -> Tensor:
     return out.reshape(b, p, j, h, w)
 
 
-def affinity_maps(f1: Tensor, f2: Tensor, kpts: Tensor, batch_index: Tensor) -> Tensor:
+def affinity_maps(f1: Tensor, f2: Tensor, kpts: Tensor, batch_index: Tensor, sampling: str = "nearest") -> Tensor:
     """Ragged form of :func:`affinity` for training batches with a varying number of queried keypoints
     per image: kpts (N, 2) feature cells of F1, batch_index (N,) long (the image of each keypoint) ->
     affinity logits (N, h, w). Still one gather and one grouped convolution: the keypoints are scattered
@@ -127,7 +148,7 @@ def affinity_maps(f1: Tensor, f2: Tensor, kpts: Tensor, batch_index: Tensor) -> 
     valid = torch.zeros((b, k, 1), dtype=torch.bool, device=kpts.device)
     padded[batch_index, rank, 0] = kpts.to(padded.dtype)
     valid[batch_index, rank, 0] = True
-    a = affinity(extract_descriptors(f1, padded, valid), f2)                      # (B, K, 1, h, w)
+    a = affinity(extract_descriptors(f1, padded, valid, sampling), f2)            # (B, K, 1, h, w)
     return a[batch_index, rank, 0]
 
 
@@ -144,10 +165,10 @@ def log_softmax_maps(a: Tensor, temperature: float = 1.0) -> Tensor:
 
 
 def siamese_maps(f1: Tensor, f2: Tensor, kpts: Tensor, valid: Tensor | None = None,
-                 temperature: float = 1.0) -> tuple[Tensor, Tensor]:
+                 temperature: float = 1.0, sampling: str = "nearest") -> tuple[Tensor, Tensor]:
     """Descriptors + affinities + softmax in one call: returns (A, S), each (B, P, J, h, w).
-    kpts (B, P, J, 2) in feature cells of F1."""
-    a = affinity(extract_descriptors(f1, kpts, valid), f2)
+    kpts (B, P, J, 2) in feature cells of F1; ``sampling`` as in :func:`extract_descriptors`."""
+    a = affinity(extract_descriptors(f1, kpts, valid, sampling), f2)
     return a, softmax_maps(a, temperature)
 
 
@@ -190,25 +211,45 @@ def correspondence_bce(maps: Tensor, cells: Tensor, inside: Tensor, query_valid:
     return (per_map * qv.to(per_map.dtype)).sum() / n.clamp(min=1).to(per_map.dtype)
 
 
-def maps_argmax(maps: Tensor, subpixel: bool = True) -> Tensor:
+SUBPIXEL = (False, True, "quarter", "soft")
+
+
+def maps_argmax(maps: Tensor, subpixel: bool | str = True) -> Tensor:
     """(..., h, w) maps -> (..., 3): (x, y) of the maximum in feature cells and the map value there.
-    ``subpixel``: shift by a quarter cell towards the larger neighbour (per axis), the usual heatmap
-    decoding."""
+
+    ``subpixel``: False = the cell; True or ``"quarter"`` = shifted by a quarter cell towards the larger
+    neighbour per axis (the usual heatmap decoding); ``"soft"`` = the centre of mass of the squared map
+    values in the 3x3 window around the maximum (cells outside the map weigh 0), which follows the
+    sub-cell balance of the neighbours instead of a fixed quarter step."""
+    if subpixel not in SUBPIXEL:
+        raise ValueError(f"subpixel must be one of {SUBPIXEL} (got {subpixel!r})")
     h, w = maps.shape[-2:]
     flat = maps.reshape(-1, h * w)
     val, idx = flat.max(dim=-1)
-    x = (idx % w).to(maps.dtype)
-    y = torch.div(idx, w, rounding_mode="floor").to(maps.dtype)
-    if subpixel:
-        xi, yi = idx % w, torch.div(idx, w, rounding_mode="floor")
+    xi, yi = idx % w, torch.div(idx, w, rounding_mode="floor")
+    x, y = xi.to(maps.dtype), yi.to(maps.dtype)
+    if subpixel == "soft":
+        d = torch.arange(-1, 2, device=maps.device)
+        yy = (yi[:, None, None] + d[None, :, None]).expand(-1, 3, 3)
+        xx = (xi[:, None, None] + d[None, None, :]).expand(-1, 3, 3)
+        ok = (xx >= 0) & (xx < w) & (yy >= 0) & (yy < h)
+        v = flat.gather(1, (yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1)).reshape(-1, 9)).reshape(-1, 3, 3)
+        wgt = v.clamp(min=0).square() * ok.to(v.dtype)
+        tot = wgt.sum((1, 2))
+        safe = tot > 0
+        x = torch.where(safe, (wgt * xx.to(v.dtype)).sum((1, 2)) / tot.clamp(min=1e-30), x)
+        y = torch.where(safe, (wgt * yy.to(v.dtype)).sum((1, 2)) / tot.clamp(min=1e-30), y)
+    elif subpixel:
 
-        def at(yy: Tensor, xx: Tensor) -> Tensor:
+        def at(yy: Tensor, xx: Tensor) -> tuple[Tensor, Tensor]:
             ok = (xx >= 0) & (xx < w) & (yy >= 0) & (yy < h)
-            v = flat.gather(1, (yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1))[:, None])[:, 0]
-            return torch.where(ok, v, val)   # outside: no pull
+            return flat.gather(1, (yy.clamp(0, h - 1) * w + xx.clamp(0, w - 1))[:, None])[:, 0], ok
 
-        x = x + 0.25 * torch.sign(at(yi, xi + 1) - at(yi, xi - 1))
-        y = y + 0.25 * torch.sign(at(yi + 1, xi) - at(yi - 1, xi))
+        def step(hi: tuple[Tensor, Tensor], lo: tuple[Tensor, Tensor]) -> Tensor:
+            return torch.where(hi[1] & lo[1], 0.25 * torch.sign(hi[0] - lo[0]), 0.0)  # border: no shift
+
+        x = x + step(at(yi, xi + 1), at(yi, xi - 1))
+        y = y + step(at(yi + 1, xi), at(yi - 1, xi))
     return torch.stack([x, y, val], dim=-1).reshape(*maps.shape[:-2], 3)
 
 
@@ -253,14 +294,16 @@ def _as_pose_array(poses: np.ndarray | Tensor) -> tuple[np.ndarray, np.ndarray]:
 @torch.no_grad()
 def propagate(f_a: Tensor, f_b: Tensor, poses_a: np.ndarray | Tensor, affine_a: np.ndarray,
               affine_b: np.ndarray, refinement: RefinementNet | None = None, stride: int = 4,
-              valid: np.ndarray | None = None, subpixel: bool = True, temperature: float = 1.0) -> Propagation:
+              valid: np.ndarray | None = None, subpixel: bool | str = "soft", temperature: float = 1.0,
+              sampling: str = "nearest") -> Propagation:
     """Propagate the poses of frame a to frame b (paper §4, SPEC §3).
 
     f_a, f_b: (C, h, w) or (1, C, h, w) features of the two frames (from :class:`SiameseNet`);
     poses_a: (P, J, 2|3) in image-a pixels (third column: visibility or score; > 0 = queried);
     affine_a / affine_b: (2, 3) image -> network input of each frame (letterbox or crop);
     valid: (P, J) bool overriding the queried joints. With ``refinement`` the argmax is taken on
-    sigmoid(C), else on S."""
+    sigmoid(C), else on S. ``subpixel``: the decoding of :func:`maps_argmax`; ``sampling``: the descriptor
+    sampling of :func:`extract_descriptors` (use the Siamese net's ``descriptor``)."""
     f_a = f_a if f_a.dim() == 4 else f_a[None]
     f_b = f_b if f_b.dim() == 4 else f_b[None]
     h, w = f_b.shape[-2:]
@@ -274,7 +317,7 @@ def propagate(f_a: Tensor, f_b: Tensor, poses_a: np.ndarray | Tensor, affine_a: 
     xy_in = geometry.warp_points(np.nan_to_num(poses[..., :2]), affine_a)
     kpts = torch.as_tensor(to_feature_coords(xy_in, stride), dtype=f_a.dtype, device=f_a.device)[None]
     vt = torch.as_tensor(v, device=f_a.device)[None]
-    _, s = siamese_maps(f_a, f_b, kpts, vt, temperature)
+    _, s = siamese_maps(f_a, f_b, kpts, vt, temperature, sampling)
     maps = s
     if refinement is not None:
         maps = torch.sigmoid(refinement(f_a, f_b, s))
@@ -345,7 +388,7 @@ class CorrespondenceModel:
     :func:`propagate`. ``input_size`` must be divisible by 32."""
 
     def __init__(self, siamese: SiameseNet, refinement: RefinementNet | None = None, input_size: int = 512,
-                 device: str | torch.device = "cpu", cache_size: int = 3, subpixel: bool = True):
+                 device: str | torch.device = "cpu", cache_size: int = 3, subpixel: bool | str = "soft"):
         if input_size % 32:
             raise ValueError(f"CorrespondenceModel: input_size must be divisible by 32 (got {input_size})")
         self.device = torch.device(device)
@@ -387,7 +430,7 @@ class CorrespondenceModel:
         fb = self.frame_features(frame_b, key_b)
         res = propagate(fa.features, fb.features, poses_a, fa.affine, fb.affine,
                         refinement=self.refinement if refine else None, stride=self.stride, valid=valid,
-                        subpixel=self.subpixel)
+                        subpixel=self.subpixel, sampling=self.siamese.descriptor)
         return res.points, res.maps
 
     def propagate_both(self, frame_a, frame_b, poses_a: np.ndarray, key_a: Any = None, key_b: Any = None,
@@ -396,7 +439,7 @@ class CorrespondenceModel:
         fa = self.frame_features(frame_a, key_a)
         fb = self.frame_features(frame_b, key_b)
         return propagate(fa.features, fb.features, poses_a, fa.affine, fb.affine, refinement=self.refinement,
-                         stride=self.stride, valid=valid, subpixel=self.subpixel)
+                         stride=self.stride, valid=valid, subpixel=self.subpixel, sampling=self.siamese.descriptor)
 
     def lookup(self, maps: Tensor, poses_b: np.ndarray, frame_b: np.ndarray | FrameFeatures | tuple[int, int]
                ) -> np.ndarray:

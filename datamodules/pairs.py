@@ -16,6 +16,10 @@ A mirrored pair is a true mirror: the left wrist of ``I1`` corresponds to the mi
 same (left) wrist in ``I2``; labels are never swapped, since correspondence is about the same physical
 point.
 
+Optionally (``augment.temporal`` > 0, training only; an extension, not the paper) a share of the pairs
+are two labeled frames of a PoseTrack-format training video, seen through the same crop: real limb
+motion, occlusion and blur that no affine warp produces.
+
 Coordinates. Image pixels have their centres at integer coordinates. The trunks use centred stride-2
 operations (``corrtrack.nets.bninception``), so feature cell ``(r, c)`` of a stride-``s`` map is centred
 on input pixel ``(s*c, s*r)``: ``feature = input / s`` and the cell holding a point is ``round(feature)``
@@ -43,7 +47,7 @@ from torch.utils.data import DataLoader, Dataset
 from corrtrack import geometry
 from corrtrack.correspondence import IMAGE_MEAN, IMAGE_STD, image_to_tensor, to_feature_coords
 from corrtrack.keypoints import NUM_JOINTS
-from datamodules.sources import ImageRecord, load_records, read_image
+from datamodules.sources import ImageRecord, load_records, read_image, video_frame_pairs
 from datamodules.augment import augment_from_config
 from datamodules.workers import worker_init
 
@@ -74,6 +78,12 @@ class AugmentConfig:
     on I2 (and on I1 when photometric_both); blur: probability of Gaussian or motion blur on I2;
     occlude: probability of pasting 1..3 patches cut from elsewhere in the image over I2 (targets keep the
     occluded points: the correspondence still exists, the net must infer it from context).
+    temporal: probability (training only) that a pair is two labeled frames of a PoseTrack-format
+    training video instead of one image and its warp: I2 is frame b seen through the same crop as frame
+    a (and, with probability ``temporal_warp``, through a random M2 as well), targets are frame b's
+    ground truth of the same track ids. This adds what an affine warp cannot show (limbs moving
+    against the body, real occlusion, motion blur) and is an extension beyond the paper, which trains
+    on single images only (0 = the paper). temporal_gap: frames apart, at most (both time directions).
     """
     max_translate: float = 0.25
     max_rotate: float = 30.0
@@ -85,6 +95,9 @@ class AugmentConfig:
     photometric_both: bool = False
     blur: float = 0.2
     occlude: float = 0.0
+    temporal: float = 0.0
+    temporal_gap: int = 1
+    temporal_warp: float = 0.5
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> "AugmentConfig":
@@ -110,13 +123,16 @@ class AffinePairDataset(Dataset):
     kpts1 (P, 17, 2) query positions in feature coords of I1; query_valid (P, 17) bool; target_xy
     (P, 17, 2) warped positions in feature coords of I2 (also for truncated points, which lie outside
     the grid); present (P, 17) bool (query_valid and inside I2);
-    target_idx (P, 17) int64 flat cell index row * W_f + col, -1 when not present; affine (2, 3) the
-    I1 -> I2 map in image pixels; index. ``collate_pairs`` pads persons.
+    target_idx (P, 17) int64 flat cell index row * W_f + col, -1 when not present; affine (2, 3) M2,
+    the I1 -> I2 map in input pixels (of a temporal pair: the warp on top of the real motion); index.
+    ``collate_pairs`` pads persons. With ``video_pairs`` and ``augment.temporal`` > 0, training draws
+    that share of its pairs from two frames of a video (:meth:`make_video_pair`).
     """
 
     def __init__(self, records: Sequence[ImageRecord], input_size: int = 256, max_persons: int = 8,
                  augment: AugmentConfig | None = None, train: bool = True, seed: int = 0,
-                 stride: int = STRIDE, min_queries: int = 1):
+                 stride: int = STRIDE, min_queries: int = 1,
+                 video_pairs: Sequence[tuple[ImageRecord, ImageRecord]] = ()):
         if input_size % stride:
             raise ValueError(f"input_size {input_size} must be a multiple of the stride {stride}")
         if not len(records):
@@ -129,6 +145,10 @@ class AffinePairDataset(Dataset):
         self.seed = int(seed)
         self.stride = int(stride)
         self.min_queries = int(min_queries)
+        self.video_pairs = list(video_pairs)
+        if self.aug.temporal > 0 and self.train and not self.video_pairs:
+            raise ValueError("AffinePairDataset: augment.temporal > 0 needs video frame pairs (PoseTrack-format "
+                             "training videos with consecutive labeled frames); none were given")
         self._tf: dict[tuple[bool, bool], Any] = {}
 
     def __len__(self) -> int:
@@ -212,18 +232,46 @@ class AffinePairDataset(Dataset):
         raise OSError(f"20 consecutive unreadable images from index {index} (last: {rec.path})")
 
     def make_pair(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        if self.train and self.aug.temporal > 0 and rng.random() < self.aug.temporal:
+            return self.make_video_pair(index, rng)
         rec, img = self._load(index)
-        S, s = self.input_size, self.stride
         kp = np.asarray(rec.keypoints, dtype=np.float64).reshape(-1, NUM_JOINTS, 3)
         m1 = self._first_affine(img.shape[:2], kp, rng)
         m2 = self._second_affine(rng)
-        m12 = geometry.compose(m2, m1)
-        img1 = geometry.warp_image(img, m1, (S, S))
-        img2 = geometry.warp_image(img, m12, (S, S))
+        return self._finish(img, img, kp, kp, m1, m2, index, rng)
 
-        k1 = geometry.warp_points(kp[:, :, :2], m1)
-        k2 = geometry.warp_points(kp[:, :, :2], m12)
-        query = (kp[:, :, 2] > 0) & self._on_grid(k1)
+    def make_video_pair(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Two labeled frames (a, b) of one training video: I1 from a, I2 = b through the same crop (and
+        maybe a random M2); queries are the joints labeled in both frames of the tracks in both."""
+        for _ in range(20):
+            rec_a, rec_b = self.video_pairs[int(rng.integers(len(self.video_pairs)))]
+            try:
+                img_a, img_b = read_image(rec_a.path), read_image(rec_b.path)
+                break
+            except OSError as e:
+                log.warning("skipping video pair: %s", e)
+        else:
+            raise OSError(f"20 consecutive unreadable video frame pairs (last: {rec_a.path}, {rec_b.path})")
+        common, ia, ib = np.intersect1d(rec_a.track_ids, rec_b.track_ids, return_indices=True)
+        kp_a = np.asarray(rec_a.keypoints, dtype=np.float64).reshape(-1, NUM_JOINTS, 3)[ia]
+        kp_b = np.asarray(rec_b.keypoints, dtype=np.float64).reshape(-1, NUM_JOINTS, 3)[ib]
+        m1 = self._first_affine(img_a.shape[:2], kp_a, rng)
+        m2 = self._second_affine(rng) if rng.random() < self.aug.temporal_warp else np.eye(3)[:2]
+        return self._finish(img_a, img_b, kp_a, kp_b, m1, m2, index, rng)
+
+    def _finish(self, img_a: np.ndarray, img_b: np.ndarray, kp_a: np.ndarray, kp_b: np.ndarray,
+                m1: np.ndarray, m2: np.ndarray, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """Render I1 = img_a through M1 and I2 = img_b through M2 @ M1 and build the targets. kp_a / kp_b:
+        (P, 17, 3) the same persons in image pixels of img_a / img_b (one array twice for an affine
+        pair). A joint is queried when labeled in both and inside I1; present when also inside I2."""
+        S, s = self.input_size, self.stride
+        m12 = geometry.compose(m2, m1)
+        img1 = geometry.warp_image(img_a, m1, (S, S))
+        img2 = geometry.warp_image(img_b, m12, (S, S))
+
+        k1 = geometry.warp_points(kp_a[:, :, :2], m1)
+        k2 = geometry.warp_points(kp_b[:, :, :2], m12)
+        query = (kp_a[:, :, 2] > 0) & (kp_b[:, :, 2] > 0) & self._on_grid(k1)
         present = query & self._on_grid(k2)
 
         # persons with >= min_queries queries; a random subset (train) or the first ones (val) when capped
@@ -313,6 +361,18 @@ class PairDataModule(pl.LightningDataModule):
         self.train_set: AffinePairDataset | None = None
         self.val_set: AffinePairDataset | None = None
 
+    def augment(self) -> AugmentConfig:
+        """``data.augment``; temporal pairs are switched off (with a warning) for real COCO without a
+        PoseTrack root: synthetic videos are never mixed into real data."""
+        c = self.cfg
+        aug = AugmentConfig.from_config(c.get("augment"))
+        if aug.temporal > 0 and str(c.posetrack_root) == "synth" and str(c.coco_root) != "synth" \
+                and c.train_format == "coco":
+            log.warning("data.augment.temporal = %s ignored: training on real COCO without data.posetrack_root "
+                        "(set POSETRACK_ROOT for temporal pairs from PoseTrack training videos)", aug.temporal)
+            aug.temporal = 0.0
+        return aug
+
     def _dataset(self, split: str, train: bool) -> AffinePairDataset:
         c = self.cfg
         records = load_records(c, split)
@@ -320,13 +380,23 @@ class PairDataModule(pl.LightningDataModule):
         if cap and len(records) > int(cap):
             pick = np.linspace(0, len(records) - 1, int(cap)).round().astype(int)
             records = [records[i] for i in pick]
+        aug = self.augment()
+        video_pairs = []
+        if train and aug.temporal > 0:
+            video_pairs = video_frame_pairs(load_records(c, split, layout="posetrack"), int(aug.temporal_gap))
+            if not video_pairs:
+                raise ValueError(f"data.augment.temporal = {aug.temporal} but the PoseTrack {split!r} videos have no "
+                                 f"labeled frames <= {aug.temporal_gap} apart sharing a track id")
         return AffinePairDataset(records, input_size=int(c.input_size), max_persons=int(c.max_persons),
-                                 augment=AugmentConfig.from_config(c.get("augment")), train=train,
-                                 seed=self.seed, stride=int(c.get("stride", STRIDE)))
+                                 augment=aug, train=train, seed=self.seed, stride=int(c.get("stride", STRIDE)),
+                                 video_pairs=video_pairs)
 
     def prepare_data(self) -> None:
-        from datamodules.sources import dataset_roots
-        dataset_roots(self.cfg)  # generates the synthetic world once, before DDP workers read it
+        from datamodules.sources import dataset_root
+        # generates the synthetic world once, before DDP workers read it
+        dataset_root(self.cfg, self.cfg.train_format)
+        if self.augment().temporal > 0:
+            dataset_root(self.cfg, "posetrack")
 
     def setup(self, stage: str | None = None) -> None:
         if self.train_set is None and stage in (None, "fit"):

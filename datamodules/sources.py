@@ -46,13 +46,15 @@ def ensure_synth(data_cfg: DictConfig) -> Path:
     return Path(ensure_world(synth_world_dir(data_cfg), preset=s.preset, seed=int(s.seed)))
 
 
-def dataset_roots(data_cfg: DictConfig) -> tuple[Path, Path]:
-    """(coco_root, posetrack_root), generating the synthetic world when either root is ``synth``."""
-    coco, pt = str(data_cfg.coco_root), str(data_cfg.posetrack_root)
-    world = ensure_synth(data_cfg) if "synth" in (coco, pt) else None
-    coco_root = world / "coco" if coco == "synth" else Path(coco).expanduser()
-    pt_root = world / "posetrack" if pt == "synth" else Path(pt).expanduser()
-    return coco_root, pt_root
+def dataset_root(data_cfg: DictConfig, layout: str) -> Path:
+    """The root of ``layout`` ("coco" | "posetrack"): the configured path, or the synthetic world's folder
+    (generated on first use) when the key is ``synth``. Only the asked-for root is resolved, so real
+    COCO with an unset PoseTrack root never generates a world."""
+    keys = {"coco": "coco_root", "posetrack": "posetrack_root"}
+    if layout not in keys:
+        raise ValueError(f"data layout must be 'coco' or 'posetrack', got {layout!r}")
+    value = str(data_cfg[keys[layout]])
+    return ensure_synth(data_cfg) / layout if value == "synth" else Path(value).expanduser()
 
 
 def _coco_split_paths(root: Path, split: str) -> tuple[Path, Path]:
@@ -141,6 +143,36 @@ def load_posetrack_records(root: str | Path, split: str, min_keypoints: int = 1)
     return records
 
 
+def frame_number(rec: ImageRecord) -> int:
+    """The frame number of a PoseTrack record: the integer stem of its file name (poseval's rule)."""
+    try:
+        return int(Path(rec.path).stem)
+    except ValueError:
+        raise ValueError(f"{rec.path}: a PoseTrack frame file name must be its frame number") from None
+
+
+def video_frame_pairs(records: list[ImageRecord], max_gap: int = 1) -> list[tuple[ImageRecord, ImageRecord]]:
+    """Ordered pairs (a, b) of labeled frames of one video at most ``max_gap`` frames apart, in both time
+    directions, that share at least one track id: the temporal training pairs (real articulation,
+    occlusion and motion blur between the frames). ``records``: PoseTrack-layout records with
+    ``track_ids`` and ``extra["sequence"]``."""
+    if max_gap < 1:
+        raise ValueError(f"data.augment.temporal_gap must be >= 1 (got {max_gap})")
+    by_video: dict[str, dict[int, ImageRecord]] = {}
+    for r in records:
+        if r.layout != "posetrack" or r.track_ids is None:
+            raise ValueError(f"{r.path}: temporal pairs need PoseTrack records with track ids")
+        by_video.setdefault(str(r.extra.get("sequence")), {})[frame_number(r)] = r
+    pairs = []
+    for frames in by_video.values():
+        for n, a in sorted(frames.items()):
+            for g in range(1, max_gap + 1):
+                b = frames.get(n + g)
+                if b is not None and set(a.track_ids.tolist()) & set(b.track_ids.tolist()):
+                    pairs += [(a, b), (b, a)]
+    return pairs
+
+
 def _box_of(kp: np.ndarray) -> list[float]:
     v = kp[kp[:, 2] > 0, :2]
     lo, hi = v.min(0), v.max(0)
@@ -163,11 +195,10 @@ def _image_size(path: Path) -> tuple[int, int]:
 def load_records(data_cfg: DictConfig, split: str, layout: str | None = None) -> list[ImageRecord]:
     """Records of ``split`` in ``layout`` (default ``data_cfg.train_format``) from the configured roots."""
     layout = layout or data_cfg.train_format
-    coco_root, pt_root = dataset_roots(data_cfg)
     if layout == "coco":
-        return load_coco_records(coco_root, split)
+        return load_coco_records(dataset_root(data_cfg, "coco"), split)
     if layout == "posetrack":
-        return load_posetrack_records(pt_root, split)
+        return load_posetrack_records(dataset_root(data_cfg, "posetrack"), split)
     raise ValueError(f"data.train_format must be 'coco' or 'posetrack', got {layout!r}")
 
 

@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 from corrtrack import geometry
 from corrtrack.keypoints import NUM_JOINTS, layout as keypoint_layout
 from corrtrack.pose import DEFAULT_PADDING, encode_targets, to_input_tensor
-from datamodules.sources import ImageRecord, dataset_roots, load_records, read_image
+from datamodules.sources import ImageRecord, dataset_root, load_records, read_image
 from datamodules.augment import augment_from_config
 from datamodules.workers import worker_init
 
@@ -378,7 +378,7 @@ class TopDownDataModule(pl.LightningDataModule):
                               min_keypoints=int(c.get("min_keypoints", 1)) if train else 1, seed=self.seed)
 
     def prepare_data(self) -> None:
-        dataset_roots(self.cfg)  # generates the synthetic world once, before DDP workers read it
+        dataset_root(self.cfg, self.cfg.train_format)  # generates the synthetic world once, before DDP workers read it
 
     def setup(self, stage: str | None = None) -> None:
         c = self.cfg
@@ -403,7 +403,7 @@ class TopDownDataModule(pl.LightningDataModule):
                 from pycocotools.coco import COCO
                 from datamodules.sources import _coco_split_paths
 
-                coco_root, _ = dataset_roots(self.cfg)
+                coco_root = dataset_root(self.cfg, "coco")
                 ann, _ = _coco_split_paths(Path(coco_root), str(self.cfg.val_split))
                 with contextlib.redirect_stdout(io.StringIO()):
                     self._coco_gt = COCO(str(ann))

@@ -96,8 +96,8 @@ def _point_latest(run_dir: Path) -> None:
 def set_cpu_threads(cfg: DictConfig) -> int:
     """Limit torch's intra-op threads so training processes and data workers do not oversubscribe the
     cores: OpenMP threads that wait for a descheduled peer spin, and on a 2-core machine two 2-thread
-    processes ran a training step up to 10x slower than one thread each. An explicit ``cpu_threads`` or
-    ``OMP_NUM_THREADS`` wins."""
+    processes ran a training step up to 10x slower than one thread each. Auto: the cores divided by the
+    training processes. An explicit ``cpu_threads`` or ``OMP_NUM_THREADS`` wins."""
     import torch
 
     if cfg.cpu_threads:
@@ -108,7 +108,7 @@ def set_cpu_threads(cfg: DictConfig) -> int:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         devices = cfg.trainer.devices
         procs = devices if isinstance(devices, int) and devices > 0 and cfg.trainer.accelerator == "cpu" else 1
-        n = max(1, cores // procs - int(cfg.data.num_workers))
+        n = max(1, cores // procs)  # data workers mostly wait on the training step: they need no core of their own
     torch.set_num_threads(n)
     return n
 

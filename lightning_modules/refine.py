@@ -83,7 +83,7 @@ class RefinementModule(CorrespondenceModule):
         q, pv = batch["query_valid"], batch["person_valid"]
         with torch.no_grad():
             f1, f2 = self.siamese.forward_pair(batch["image1"], batch["image2"])
-            _, s = corr.siamese_maps(f1, f2, batch["kpts1"], q)
+            _, s = corr.siamese_maps(f1, f2, batch["kpts1"], q, sampling=self.siamese.descriptor)
         persons = pv.nonzero()
         c = self.refinement(f1, f2, s[pv], batch_index=persons[:, 0])
         logits = c.new_zeros(s.shape)

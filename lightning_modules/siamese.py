@@ -260,6 +260,7 @@ class SiameseModule(CorrespondenceModule):
 
     def maps(self, batch: dict) -> dict:
         f1, f2 = self.siamese.forward_pair(batch["image1"], batch["image2"])
-        a = corr.affinity(corr.extract_descriptors(f1, batch["kpts1"], batch["query_valid"]), f2)
+        a = corr.affinity(corr.extract_descriptors(f1, batch["kpts1"], batch["query_valid"],
+                                                   self.siamese.descriptor), f2)
         log_s = corr.log_softmax_maps(a.float())
         return {"loss": self.bce(log_s, batch, "log_prob"), "probs": log_s.exp()}

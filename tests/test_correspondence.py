@@ -167,3 +167,51 @@ def test_load_correspondence_checkpoint(tmp_path):
     with pytest.raises(ValueError, match="net"):
         torch.save({"state_dict": state, "hyper_parameters": {}}, tmp_path / "bad.ckpt")
         C.load_correspondence_checkpoint(tmp_path / "bad.ckpt")
+
+
+def test_bilinear_descriptors_equal_nearest_on_cells_and_interpolate_between():
+    g = torch.Generator().manual_seed(5)
+    f = torch.randn(2, 6, 9, 11, generator=g)
+    on_cells = torch.tensor([[[[3.0, 4.0], [0.0, 8.0]]], [[[10.0, 0.0], [5.0, 5.0]]]])   # (2, 1, 2, 2)
+    valid = torch.tensor([[[True, True]], [[True, False]]])
+    near = C.extract_descriptors(f, on_cells, valid, "nearest")
+    bil = C.extract_descriptors(f, on_cells, valid, "bilinear")
+    assert torch.allclose(near, bil, atol=1e-5)               # zero padding outside the map included
+    # halfway between two cells: the mean of the two nearest-cell patches
+    half = torch.tensor([[[[3.5, 4.0]]]])
+    left = C.extract_descriptors(f[:1], torch.tensor([[[[3.0, 4.0]]]]))
+    right = C.extract_descriptors(f[:1], torch.tensor([[[[4.0, 4.0]]]]))
+    assert torch.allclose(C.extract_descriptors(f[:1], half, sampling="bilinear"), (left + right) / 2, atol=1e-5)
+    # gradients reach the features around the point (training uses this path)
+    fr = f[:1].clone().requires_grad_(True)
+    C.extract_descriptors(fr, half, sampling="bilinear").sum().backward()
+    assert fr.grad[0, :, 3:6, 2:6].abs().sum() > 0 and fr.grad[0, :, 0].abs().sum() == 0
+    with pytest.raises(ValueError, match="sampling"):
+        C.extract_descriptors(f, on_cells, sampling="cubic")
+
+
+def test_soft_subpixel_decoding_follows_the_neighbour_balance():
+    m = torch.zeros(1, 7, 7)
+    m[0, 3, 3], m[0, 3, 4] = 1.0, 1.0 - 1e-6   # two equal neighbours: the peak lies between them
+    x, y, v = C.maps_argmax(m, subpixel="soft")[0].tolist()
+    assert abs(x - 3.5) < 1e-3 and abs(y - 3.0) < 1e-6 and v == 1.0
+    m2 = torch.zeros(1, 7, 7)
+    m2[0, 2, 5] = 0.9                           # isolated peak: exactly its cell
+    assert C.maps_argmax(m2, subpixel="soft")[0, :2].tolist() == [5.0, 2.0]
+    m3 = torch.zeros(1, 7, 7)
+    m3[0, 0, 0], m3[0, 1, 0] = 1.0, 0.5         # at the border: cells outside weigh nothing
+    x, y, _ = C.maps_argmax(m3, subpixel="soft")[0].tolist()
+    assert x == 0.0 and abs(y - 0.25 / 1.25) < 1e-6
+    assert C.maps_argmax(m3, subpixel="quarter")[0, :2].tolist() == [0.0, 0.0]   # no neighbour pair: no shift
+    assert C.maps_argmax(m[:, 1:, :], subpixel="quarter")[0, :2].tolist() == [3.25, 2.0]
+    with pytest.raises(ValueError, match="subpixel"):
+        C.maps_argmax(m3, subpixel="gauss")
+
+
+def test_siamese_net_carries_its_descriptor_sampling(tmp_path):
+    net = SiameseNet("paper", width=0.125, descriptor="bilinear")
+    assert net.config()["descriptor"] == "bilinear"
+    assert SiameseNet(**net.config()).descriptor == "bilinear"
+    assert SiameseNet("paper", width=0.125).descriptor == "nearest"   # older checkpoints: as trained
+    with pytest.raises(ValueError, match="descriptor"):
+        SiameseNet("paper", width=0.125, descriptor="cubic")

@@ -195,3 +195,107 @@ def test_augment_config_rejects_unknown_keys_and_makes_tuples():
     for cls in (AugmentConfig, TopDownAugment):
         with pytest.raises(ValueError, match="unknown keys \\['nope'\\]"):
             cls.from_config({"nope": 1})
+
+
+# ------------------------------------------------------------------------------------ temporal pairs
+
+def _video_frame(tmp_path, seq: str, frame: int, persons: dict[int, dict[int, tuple[float, float]]],
+                 size=(160, 120)) -> ImageRecord:
+    """A PoseTrack-layout record of frame ``frame`` of video ``seq``: a white dot per labeled joint;
+    ``persons`` maps track id -> {joint: (x, y)}."""
+    w, h = size
+    img = np.zeros((h, w, 3), np.uint8)
+    kp = np.zeros((len(persons), 17, 3), np.float32)
+    for p, joints in enumerate(persons.values()):
+        for j, (x, y) in joints.items():
+            kp[p, j] = [x, y, 1]
+            cv2.circle(img, (int(round(x)), int(round(y))), 2, (255, 255, 255), -1)
+    (tmp_path / seq).mkdir(exist_ok=True)
+    path = tmp_path / seq / f"{frame:06d}.png"
+    cv2.imwrite(str(path), img)
+    n = len(persons)
+    return ImageRecord(path=path, width=w, height=h, image_id=frame, keypoints=kp,
+                       boxes=np.tile([[0, 0, w, h]], (n, 1)).astype(np.float32),
+                       areas=np.full(n, w * h, np.float32), layout="posetrack",
+                       track_ids=np.array(list(persons), dtype=np.int64), extra={"sequence": seq})
+
+
+def test_video_frame_pairs_within_gap_both_directions_sharing_a_track(tmp_path):
+    from datamodules.sources import video_frame_pairs
+
+    f = {n: _video_frame(tmp_path, "v1", n, {7: {9: (50.0, 50.0)}}) for n in (1, 2, 4)}
+    other = _video_frame(tmp_path, "v1", 5, {8: {9: (50.0, 50.0)}})   # frame 5: another person only
+    elsewhere = _video_frame(tmp_path, "v2", 3, {7: {9: (50.0, 50.0)}})  # another video
+    recs = [f[1], f[2], f[4], other, elsewhere]
+    names = lambda pairs: sorted((a.path.stem, b.path.stem) for a, b in pairs)
+    assert names(video_frame_pairs(recs, 1)) == [("000001", "000002"), ("000002", "000001")]
+    assert names(video_frame_pairs(recs, 2)) == [("000001", "000002"), ("000002", "000001"),
+                                                 ("000002", "000004"), ("000004", "000002")]
+    with pytest.raises(ValueError, match="temporal_gap"):
+        video_frame_pairs(recs, 0)
+
+
+def test_temporal_pair_targets_follow_the_real_motion(tmp_path):
+    """I2 shows frame b (the dot moved by a non-affine amount relative to the other person); targets are
+    frame b's labels of the same track, found where I2 shows them. Joints unlabeled in b, and persons
+    absent from b, are not queried."""
+    a = _video_frame(tmp_path, "v", 10, {3: {9: (60.0, 50.0), 10: (90.0, 50.0)}, 4: {9: (120.0, 90.0)}})
+    b = _video_frame(tmp_path, "v", 11, {3: {9: (75.0, 70.0)}, 5: {9: (20.0, 20.0)}})
+    aug = AugmentConfig(temporal=1.0, temporal_warp=0.0, max_translate=0, max_rotate=0, scale=(1, 1),
+                        flip_prob=0, **GEOMETRY_ONLY)
+    ds = AffinePairDataset([a], input_size=S, augment=aug, train=True, video_pairs=[(a, b)])
+    s = ds[0]
+    assert s["query_valid"].shape == (1, 17)                       # only track 3 is in both frames
+    assert s["query_valid"][0].nonzero()[0].tolist() == [9]         # joint 10 is unlabeled in b
+    assert s["present"][0, 9]
+    scale = S / 160                                                 # letterbox of the 160-px-wide frame
+    np.testing.assert_allclose(s["target_xy"][0, 9] - s["kpts1"][0, 9], np.array([15.0, 20.0]) * scale / 4,
+                               atol=1e-4)
+    # where I2 shows a dot: track 3's wrist of frame b (the other dot of b is person 5's)
+    img2 = denormalize(torch.as_tensor(s["image2"])[None])[0].astype(float).sum(-1)
+    x, y = (s["target_xy"][0, 9] * 4).round().astype(int)
+    assert img2[y, x] > 0.5 * img2.max()
+
+
+def test_temporal_pairs_need_video_pairs_and_are_training_only(tmp_path):
+    a = _video_frame(tmp_path, "v", 1, {1: {9: (60.0, 50.0)}})
+    with pytest.raises(ValueError, match="video frame pairs"):
+        AffinePairDataset([a], input_size=S, augment=AugmentConfig(temporal=0.5), train=True)
+    val = AffinePairDataset([a], input_size=S, augment=AugmentConfig(temporal=1.0), train=False)
+    s = val[0]                                   # validation stays affine: a warp of the same frame
+    assert s["query_valid"][0, 9]
+
+
+def test_datamodule_with_temporal_pairs_on_tiny_world(tiny_world, world_overrides):
+    from experiments.config import load_config
+
+    cfg = load_config("siamese", ["debug"], world_overrides + ["data.input_size=64", "data.augment.temporal=1.0"])
+    dm = PairDataModule(cfg.data, seed=0)
+    dm.setup("fit")
+    assert dm.train_set.video_pairs and not dm.val_set.video_pairs
+    assert all(a.extra["sequence"] == b.extra["sequence"] for a, b in dm.train_set.video_pairs)
+    batch = next(iter(dm.train_dataloader()))
+    assert batch["query_valid"].any()
+
+
+def test_real_coco_without_posetrack_root_trains_on_single_images(tmp_path, caplog):
+    """DATA=coco with the cpu preset (temporal pairs on) but no PoseTrack root must not mix synthetic videos
+    into real COCO training: temporal pairs are switched off with a warning."""
+    from omegaconf import OmegaConf
+    import json
+
+    for d in ("train2017", "annotations"):
+        (tmp_path / "coco" / d).mkdir(parents=True)
+    rec = _dot_record(tmp_path / "coco" / "train2017", "000001", (80.0, 60.0))
+    ann = {"images": [{"id": 1, "file_name": rec.path.name, "width": 160, "height": 120}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "iscrowd": 0, "num_keypoints": 1,
+                            "keypoints": rec.keypoints[0].reshape(-1).tolist(), "bbox": [0, 0, 160, 120],
+                            "area": 19200.0}],
+           "categories": [{"id": 1, "name": "person"}]}
+    (tmp_path / "coco" / "annotations" / "person_keypoints_train2017.json").write_text(json.dumps(ann))
+    cfg = OmegaConf.create({"coco_root": str(tmp_path / "coco"), "posetrack_root": "synth", "train_format": "coco",
+                            "synth": {"root": str(tmp_path / "never"), "preset": "tiny", "seed": 0},
+                            "input_size": 64, "max_persons": 4, "augment": {"temporal": 0.5}})
+    ds = PairDataModule(cfg)._dataset("train", train=True)
+    assert ds.aug.temporal == 0.0 and not ds.video_pairs
+    assert "temporal" in caplog.text and not (tmp_path / "never").exists()

@@ -42,14 +42,19 @@ class SiameseNet(nn.Module):
         p2) to ``feat_channels`` (stride 4).
 
     ``forward(x)``: x (B, 3, H, W) normalised RGB, H and W divisible by 32 -> (B, feat_channels, H/4, W/4)
-    normalised per pixel (``normalize``: "l2" | "squared" | "none").
+    normalised per pixel (``normalize``: "l2" | "squared" | "none"). ``descriptor`` ("nearest" |
+    "bilinear") is how the matching samples descriptors from these features; it travels with the net
+    (and its checkpoints) so training and inference agree.
     """
 
     stride: int = 4
 
     def __init__(self, variant: SiameseVariant = "paper", width: float = 1.0, feat_channels: int = 32,
-                 normalize: str = "l2", decoder_channels: int = 256):
+                 normalize: str = "l2", decoder_channels: int = 256, descriptor: str = "nearest"):
         super().__init__()
+        if descriptor not in ("nearest", "bilinear"):
+            raise ValueError(f"SiameseNet descriptor must be 'nearest' or 'bilinear' (got {descriptor!r})")
+        self.descriptor = descriptor  # how descriptors are sampled (corrtrack.correspondence.extract_descriptors)
         if variant not in ("paper", "release"):
             raise ValueError(f"SiameseNet variant must be 'paper' or 'release' (got {variant!r})")
         normalize_features(torch.zeros(1, 1, 1, 1), normalize)  # validates the mode
@@ -70,7 +75,8 @@ class SiameseNet(nn.Module):
     def config(self) -> dict:
         """Constructor kwargs (what LightningModules save under ``hparams["net"]["siamese"]``)."""
         return {"variant": self.variant, "width": self.width, "feat_channels": self.feat_channels,
-                "normalize": self.normalize, "decoder_channels": self.decoder_channels}
+                "normalize": self.normalize, "decoder_channels": self.decoder_channels,
+                "descriptor": self.descriptor}
 
     def raw_features(self, x: Tensor) -> Tensor:
         """Features before normalisation, (B, feat_channels, H/4, W/4)."""

@@ -31,7 +31,7 @@ def build(cfg: DictConfig, run_dir: Path) -> StageParts:
 
         module = SiameseModule(net={"siamese": {"variant": m.variant, "width": float(m.width),
                                                 "feat_channels": int(m.feat_channels),
-                                                "normalize": m.normalize},
+                                                "normalize": m.normalize, "descriptor": m.descriptor},
                                     "refinement": None}, **common)
         if m.pretrained:
             load_pretrained(module.siamese.backbone, m.pretrained)
