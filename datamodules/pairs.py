@@ -74,7 +74,9 @@ class AugmentConfig:
     max_translate: uniform shift in [-t, t] * input_size per axis; max_rotate: degrees, uniform in [-r, r];
     scale: (lo, hi), log-uniform zoom (> 1 enlarges); flip_prob: horizontal mirror probability;
     crop_prob: probability that I1 is a square crop around a random person (side = person box side *
-    U(crop_context)) instead of the whole letterboxed image; photometric: probability of colour jitter
+    U(crop_context)) instead of the whole letterboxed image; crop_scale: (lo, hi) instead fixes the
+    crop's image -> input scale, log-uniform in that range (side = input_size / scale): train at the
+    scale inference letterboxes frames to (e.g. 0.4 for 640-px frames at ``--input-size 256``); photometric: probability of colour jitter
     on I2 (and on I1 when photometric_both); blur: probability of Gaussian or motion blur on I2;
     occlude: probability of pasting 1..3 patches cut from elsewhere in the image over I2 (targets keep the
     occluded points: the correspondence still exists, the net must infer it from context).
@@ -91,6 +93,7 @@ class AugmentConfig:
     flip_prob: float = 0.5
     crop_prob: float = 0.0
     crop_context: tuple[float, float] = (1.5, 3.0)
+    crop_scale: tuple[float, float] | None = None
     photometric: float = 0.5
     photometric_both: bool = False
     blur: float = 0.2
@@ -101,7 +104,7 @@ class AugmentConfig:
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any] | None) -> "AugmentConfig":
-        return augment_from_config(cls, cfg, tuple_keys=("scale", "crop_context"))
+        return augment_from_config(cls, cfg, tuple_keys=("scale", "crop_context", "crop_scale"))
 
 
 def _appearance_transform(photometric: bool, blur: bool):
@@ -183,8 +186,11 @@ class AffinePairDataset(Dataset):
                 p = int(rng.choice(annotated))
                 v = kp[p, kp[p, :, 2] > 0, :2]
                 lo, hi = v.min(0), v.max(0)
-                side = max(float((hi - lo).max()), 8.0) * rng.uniform(*a.crop_context)
-                side = min(side, float(max(img_hw)))
+                if a.crop_scale is not None:
+                    side = S / float(np.exp(rng.uniform(np.log(a.crop_scale[0]), np.log(a.crop_scale[1]))))
+                else:
+                    side = max(float((hi - lo).max()), 8.0) * rng.uniform(*a.crop_context)
+                    side = min(side, float(max(img_hw)))
                 cx, cy = (lo + hi) / 2 + rng.uniform(-0.15, 0.15, 2) * side
                 return geometry.crop_affine(np.array([cx - side / 2, cy - side / 2, side, side]), (S, S),
                                             padding=1.0)

@@ -54,6 +54,8 @@ class RefinementModule(CorrespondenceModule):
         does for rare positives): at zero bias the summed BCE of eq. 5 begins at h*w*log 2 and the
         first epochs only learn to push every cell down."""
         head = getattr(self.refinement, "head", None)
+        if self.refinement.residual:
+            return  # the logits start at log S, the Siamese answer, already at the prior's level
         if isinstance(head, torch.nn.Conv2d) and head.bias is not None:
             torch.nn.init.constant_(head.bias, -math.log(side * side))
 

@@ -215,3 +215,20 @@ def test_siamese_net_carries_its_descriptor_sampling(tmp_path):
     assert SiameseNet("paper", width=0.125).descriptor == "nearest"   # older checkpoints: as trained
     with pytest.raises(ValueError, match="descriptor"):
         SiameseNet("paper", width=0.125, descriptor="cubic")
+
+
+def test_residual_refinement_starts_from_the_siamese_maps():
+    """Untrained, a residual refinement returns sigmoid(log S) = S / (1 + S): the Siamese argmax; after
+    one optimiser step its maps differ from that (the body is trainable)."""
+    torch.manual_seed(0)
+    net = RefinementNet(width=0.125, in_channels=2 * 8 + 17, residual=True)
+    f1, f2 = torch.randn(2, 8, 16, 16), torch.randn(2, 8, 16, 16)
+    s = C.softmax_maps(torch.randn(2, 3, 17, 16, 16) * 3)
+    c = torch.sigmoid(net(f1, f2, s))
+    torch.testing.assert_close(c, s / (1 + s), rtol=1e-4, atol=1e-6)
+    assert torch.equal(C.maps_argmax(c, subpixel=False)[..., :2], C.maps_argmax(s, subpixel=False)[..., :2])
+    assert net.config()["residual"] and not RefinementNet(width=0.125).residual
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    net(f1, f2, s).square().mean().backward()
+    opt.step()
+    assert not torch.allclose(torch.sigmoid(net(f1, f2, s)), c)

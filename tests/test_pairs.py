@@ -299,3 +299,13 @@ def test_real_coco_without_posetrack_root_trains_on_single_images(tmp_path, capl
     ds = PairDataModule(cfg)._dataset("train", train=True)
     assert ds.aug.temporal == 0.0 and not ds.video_pairs
     assert "temporal" in caplog.text and not (tmp_path / "never").exists()
+
+
+def test_crop_scale_fixes_the_image_to_input_scale(tmp_path):
+    rec = _dot_record(tmp_path, "cs", (80.0, 60.0), size=(640, 360))
+    aug = AugmentConfig(crop_prob=1.0, crop_scale=(0.4, 0.4), max_translate=0, max_rotate=0, scale=(1, 1),
+                        flip_prob=0, **GEOMETRY_ONLY)
+    ds = AffinePairDataset([rec], input_size=S, augment=aug, train=False)
+    m1 = ds._first_affine((360, 640), rec.keypoints.astype(np.float64), np.random.default_rng(0))
+    np.testing.assert_allclose(np.linalg.det(m1[:, :2]), 0.4 ** 2, rtol=1e-6)
+    assert AugmentConfig.from_config({"crop_scale": [0.3, 0.5]}).crop_scale == (0.3, 0.5)

@@ -115,13 +115,18 @@ class RefinementNet(nn.Module):
     persons of a batch go through one forward (F1/F2 are repeated per person).
     ``forward(F1, F2, S, batch_index)`` with S (N, J, h, w) and batch_index (N,) long (the image of each
     person) -> (N, J, h, w): for a ragged number of persons per image.
-    Apply a sigmoid for probabilities (the loss is BCE-with-logits).
+    Apply a sigmoid for probabilities (the loss is BCE-with-logits). ``residual``: add log S to the
+    logits (head initialised to zero), so training starts from the Siamese maps.
     """
 
     def __init__(self, width: float = 1.0, in_channels: int = 81, num_joints: int = 17,
                  variant: RefinementVariant = "decoder", decoder_channels: int = 128,
-                 peak_normalize: bool = True):
+                 peak_normalize: bool = True, residual: bool = False):
         super().__init__()
+        # residual: the logits are head(...) + log S, with the head starting at zero, so the untrained
+        # refinement returns sigmoid(log S) = S / (1 + S): the Siamese answer (same argmax) that training
+        # then corrects, instead of a random map that first has to re-learn what S already knows.
+        self.residual = residual
         # Softmax maps over 64x64 cells peak around 1/100 even when confident: dividing each map by its
         # maximum (peak_normalize) hands the body a peak of 1 to follow; all-zero maps stay zero.
         self.peak_normalize = peak_normalize
@@ -148,17 +153,20 @@ class RefinementNet(nn.Module):
                 cin = d
             self.ups, self.fuses = nn.ModuleList(ups), nn.ModuleList(fuses)
             self.head = nn.Conv2d(d + num_joints, num_joints, 1)
+        if residual:
+            nn.init.zeros_(self.head.weight)
+            nn.init.zeros_(self.head.bias)
 
     def config(self) -> dict:
         """Constructor kwargs (saved under ``hparams["net"]["refinement"]``)."""
         return {"width": self.width, "in_channels": self.in_channels, "num_joints": self.num_joints,
                 "variant": self.variant, "decoder_channels": self.decoder_channels,
-                "peak_normalize": self.peak_normalize}
+                "peak_normalize": self.peak_normalize, "residual": self.residual}
 
     def refine(self, x: Tensor) -> Tensor:
         """x (N, in_channels, h, w) = concat(F1, F2, S) with S the last ``num_joints`` channels ->
         logits (N, num_joints, h, w). h, w divisible by 8."""
-        s = x[:, -self.num_joints:]
+        s = s_in = x[:, -self.num_joints:]
         if self.peak_normalize:
             s = s / s.amax(dim=(-2, -1), keepdim=True).clamp_min(1e-12)
             x = torch.cat([x[:, :-self.num_joints], s], dim=1)
@@ -171,7 +179,8 @@ class RefinementNet(nn.Module):
             y = feats["out"]
             for up, fuse, name in zip(self.ups, self.fuses, self.skips):
                 y = fuse(torch.cat([up(y), feats[name]], dim=1))
-        return self.head(torch.cat([y, s], dim=1))
+        out = self.head(torch.cat([y, s], dim=1))
+        return out + torch.log(s_in.clamp_min(1e-12)) if self.residual else out
 
     def forward(self, f1: Tensor, f2: Tensor, s: Tensor, batch_index: Tensor | None = None) -> Tensor:
         if s.dim() == 5:

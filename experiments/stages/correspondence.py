@@ -46,7 +46,7 @@ def build(cfg: DictConfig, run_dir: Path) -> StageParts:
         else:
             ckpt = resolve_checkpoint(spec, cfg.output_root, "siamese")
         print(f"[corrtrack] refine: frozen Siamese stage from {ckpt}")
-        module = RefinementModule.from_siamese_checkpoint(ckpt, refinement={"width": float(m.width)},
+        module = RefinementModule.from_siamese_checkpoint(ckpt, refinement={"width": float(m.width), "residual": bool(m.residual)},
                                                           pretrained=m.pretrained, **common)
     else:
         raise ValueError(f"this builder serves 'siamese' and 'refine', not {cfg.stage!r}")
