@@ -392,8 +392,10 @@ class CorrespondenceModel:
         if input_size % 32:
             raise ValueError(f"CorrespondenceModel: input_size must be divisible by 32 (got {input_size})")
         self.device = torch.device(device)
-        self.siamese = siamese.to(self.device).eval()
-        self.refinement = refinement.to(self.device).eval() if refinement is not None else None
+        # channels-last: oneDNN's CPU convolutions are much faster on it (values are unchanged)
+        fmt = torch.channels_last if self.device.type == "cpu" else torch.contiguous_format
+        self.siamese = siamese.to(self.device, memory_format=fmt).eval()
+        self.refinement = refinement.to(self.device, memory_format=fmt).eval() if refinement is not None else None
         self.input_size = int(input_size)
         self.stride = siamese.stride
         self.subpixel = subpixel
