@@ -237,6 +237,52 @@ def markdown_table(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+COLUMN_COLOURS = {"zero": (150, 150, 150), "dis_flow": (60, 120, 230), "siamese": (70, 170, 70),
+                  "refined": (40, 90, 200)}  # BGR
+
+
+def plot_table(result: dict, path: str | Path) -> Path:
+    """Grouped bar chart of the propagation table (PCKh@0.5 per row, one bar per column) as a PNG,
+    drawn with OpenCV (the core does not depend on matplotlib)."""
+    import cv2
+
+    W, H, top, bottom, left = 900, 420, 60, 70, 60
+    img = np.full((H, W, 3), 255, np.uint8)
+    plot_h = H - top - bottom
+    group_w = (W - left - 20) / len(ROWS)
+    bar_w = int(group_w * 0.8 / len(COLUMNS))
+    for v in range(0, 101, 20):  # y grid and labels (percent)
+        y = int(top + plot_h * (1 - v / 100))
+        cv2.line(img, (left, y), (W - 20, y), (225, 225, 225), 1)
+        cv2.putText(img, f"{v}", (left - 35, y + 5), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (80, 80, 80), 1, cv2.LINE_AA)
+    for gi, r in enumerate(ROWS):
+        x0 = int(left + gi * group_w + group_w * 0.1)
+        for ci, c in enumerate(COLUMNS):
+            v = result["table"][r][c]["pckh"]
+            x = x0 + ci * bar_w
+            if v is None:
+                cv2.putText(img, "n/a", (x + 2, top + plot_h - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (120, 120, 120),
+                            1, cv2.LINE_AA)
+                continue
+            y = int(top + plot_h * (1 - v / 100))
+            cv2.rectangle(img, (x + 2, y), (x + bar_w - 2, top + plot_h), COLUMN_COLOURS[c], -1)
+            cv2.putText(img, f"{v:.1f}", (x + 2, y - 5), cv2.FONT_HERSHEY_SIMPLEX, 0.4, (30, 30, 30), 1, cv2.LINE_AA)
+        cv2.putText(img, ROW_TITLES[r], (x0, H - bottom + 25), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    lx = left
+    for c in COLUMNS:  # legend
+        cv2.rectangle(img, (lx, 20), (lx + 14, 34), COLUMN_COLOURS[c], -1)
+        cv2.putText(img, COLUMN_TITLES[c], (lx + 20, 32), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        lx += 30 + 10 * len(COLUMN_TITLES[c])
+    cv2.putText(img, f"PCKh@0.5 (%), {result['pairs']} frame pairs, {Path(str(result['data'])).name}",
+                (left, H - 15), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (60, 60, 60), 1, cv2.LINE_AA)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not cv2.imwrite(str(path), img):
+        raise OSError(f"cannot write {path}")
+    return path
+
+
 # ------------------------------------------------------------------------------------------ speed
 
 def _time(fn, repeats: int) -> float:
@@ -376,7 +422,8 @@ def main(argv: list[str] | None = None) -> int:
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps(result, indent=2))
             out.with_suffix(".md").write_text(markdown_table(result))
-            print(f"wrote {out} and {out.with_suffix('.md')}")
+            plot_table(result, out.with_suffix(".png"))
+            print(f"wrote {out}, {out.with_suffix('.md')} and the bar chart {out.with_suffix('.png')}")
         return 0
 
     result = {"affinity": affinity_speed(args.persons, 17, args.size)}

@@ -122,6 +122,10 @@ def test_propagation_benchmark_cli(tmp_path, capsys):
     md = out.with_suffix(".md").read_text()
     assert "DIS optical flow" in md and "occluded in either frame" in md
     assert "zero motion" in capsys.readouterr().out
+    chart = cv2.imread(str(out.with_suffix(".png")))
+    assert chart is not None and chart.shape == (420, 900, 3)
+    # the DIS bar of the first group (> 80 %) is drawn in its colour well above the axis
+    assert (chart[200:330] == np.array(bench.COLUMN_COLOURS["dis_flow"], np.uint8)).all(-1).any()
 
 
 def test_propagation_without_sidecar_or_ckpt(tmp_path):
