@@ -238,7 +238,7 @@ def markdown_table(result: dict) -> str:
 
 
 COLUMN_COLOURS = {"zero": (150, 150, 150), "dis_flow": (60, 120, 230), "siamese": (70, 170, 70),
-                  "refined": (40, 90, 200)}  # BGR
+                  "refined": (200, 110, 40)}  # BGR
 
 
 def plot_table(result: dict, path: str | Path) -> Path:
