@@ -30,6 +30,9 @@ def test_flip_perms_are_involutions_and_swap_sides():
                 assert b == "left_" + a[6:]
             else:
                 assert i == j
+    # PoseTrack: head_bottom / head_top are central joints, ears still swap (unused slots)
+    assert list(K.POSETRACK_FLIP_PERM[:5]) == [0, 1, 2, 4, 3]
+    assert K.layout("posetrack")["flip_perm"] is K.POSETRACK_FLIP_PERM
 
 
 def test_coco_to_posetrack_mapping():

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from corrtrack import geometry
-from corrtrack.keypoints import COCO_FLIP_PERM, COCO_NAMES, POSETRACK_FLIP_PERM, POSETRACK_NAMES, layout
+from corrtrack.keypoints import COCO_FLIP_PERM, COCO_NAMES, layout
 from corrtrack.pose import (PoseEstimator, decode, encode_targets, flip_back, flip_test_decode)
 
 H, W = 128, 96
@@ -68,21 +68,6 @@ def test_targets_grid_and_weights():
 # --------------------------------------------------------------------------------------------------
 # flip
 # --------------------------------------------------------------------------------------------------
-def test_flip_perm_follows_layout():
-    for names, perm in ((COCO_NAMES, COCO_FLIP_PERM), (POSETRACK_NAMES, POSETRACK_FLIP_PERM)):
-        for i, n in enumerate(names):
-            partner = names[perm[i]]
-            if n.startswith("left_"):
-                assert partner == "right_" + n[5:]
-            elif n.startswith("right_"):
-                assert partner == "left_" + n[6:]
-            else:
-                assert partner == n
-    # PoseTrack: head_bottom / head_top are central joints, ears still swap (unused slots)
-    assert list(POSETRACK_FLIP_PERM[:5]) == [0, 1, 2, 4, 3]
-    assert layout("posetrack")["flip_perm"] is POSETRACK_FLIP_PERM
-
-
 def test_flip_back_swaps_left_and_right():
     lw, rw = COCO_NAMES.index("left_wrist"), COCO_NAMES.index("right_wrist")
     hm = torch.zeros(1, 17, 16, 12)
