@@ -26,7 +26,8 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from corrtrack import geometry
-from corrtrack.nets.correspondence import RefinementNet, SiameseNet, build_refinement, build_siamese
+from corrtrack.nets.correspondence import (DESCRIPTOR_SAMPLING, RefinementNet, SiameseNet, build_refinement,
+                                         build_siamese)
 from corrtrack.nets.utils import IMAGE_MEAN, IMAGE_STD  # re-exported: the datamodules import them here
 
 
@@ -67,9 +68,6 @@ def target_cells(xy_input: Tensor, size_hw: tuple[int, int], stride: int = 4) ->
     inside = (cells[..., 0] >= 0) & (cells[..., 0] < w) & (cells[..., 1] >= 0) & (cells[..., 1] < h)
     inside = inside & torch.isfinite(xy_input).all(dim=-1)
     return cells, inside
-
-
-DESCRIPTOR_SAMPLING = ("nearest", "bilinear")
 
 
 def extract_descriptors(f1: Tensor, kpts: Tensor, valid: Tensor | None = None, sampling: str = "nearest") -> Tensor:

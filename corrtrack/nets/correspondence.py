@@ -31,6 +31,10 @@ def normalize_features(f: Tensor, mode: str = "l2", eps: float = 1e-6) -> Tensor
     raise ValueError(f"normalize must be 'l2', 'squared' or 'none' (got {mode!r})")
 
 
+# how descriptors are sampled from F1 (corrtrack.correspondence.extract_descriptors)
+DESCRIPTOR_SAMPLING = ("nearest", "bilinear")
+
+
 class SiameseNet(nn.Module):
     """Shared BN-Inception backbone giving per-pixel normalised features at stride 4.
 
@@ -52,8 +56,8 @@ class SiameseNet(nn.Module):
     def __init__(self, variant: SiameseVariant = "paper", width: float = 1.0, feat_channels: int = 32,
                  normalize: str = "l2", decoder_channels: int = 256, descriptor: str = "nearest"):
         super().__init__()
-        if descriptor not in ("nearest", "bilinear"):
-            raise ValueError(f"SiameseNet descriptor must be 'nearest' or 'bilinear' (got {descriptor!r})")
+        if descriptor not in DESCRIPTOR_SAMPLING:
+            raise ValueError(f"SiameseNet descriptor must be one of {DESCRIPTOR_SAMPLING} (got {descriptor!r})")
         self.descriptor = descriptor  # how descriptors are sampled (corrtrack.correspondence.extract_descriptors)
         if variant not in ("paper", "release"):
             raise ValueError(f"SiameseNet variant must be 'paper' or 'release' (got {variant!r})")
