@@ -333,6 +333,7 @@ def training_speed(variant: str = "release", width: float = 0.25, input_size: in
         torch.set_num_threads(threads)
     torch.manual_seed(0)
     net = SiameseNet(variant, width=width).train()
+    net = net.to(memory_format=torch.channels_last)  # as training on CPU does (CorrespondenceModule.on_fit_start)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
     x1 = torch.randn(batch_size, 3, input_size, input_size)
     x2 = torch.randn(batch_size, 3, input_size, input_size)
