@@ -341,6 +341,27 @@ def test_ensure_world_reuses_and_refuses(tiny_world, tmp_path):
         ensure_world(tmp_path / "x", "huge", 0)
 
 
+def test_world_of_an_earlier_preset_definition_is_regenerated(tiny_world, tmp_path, monkeypatch, capsys):
+    """A world whose world.json records other preset values than today's definition is stale:
+    ensure_world regenerates it (the current one is reused), and preset_changes names the fields."""
+    import corrtrack.synth.world as W
+
+    m = read_marker(tiny_world)
+    assert W.preset_changes(m, PRESETS["tiny"]) == []
+    old = dict(m, preset_config=dict(m["preset_config"], train_videos=m["preset_config"]["train_videos"] + 5))
+    assert W.preset_changes(old, PRESETS["tiny"]) == ["train_videos"]
+    root = tmp_path / "stale"
+    root.mkdir()
+    (root / "world.json").write_text(json.dumps(old))
+    calls = []
+    monkeypatch.setattr(W, "_generate_into", lambda r, p, seed, *a, **k: calls.append((r, p.name, seed)) or r)
+    assert ensure_world(root, "tiny", 0, progress=True) == root
+    assert calls == [(root, "tiny", 0)]
+    assert "preset changed: train_videos" in capsys.readouterr().out
+    (root / "world.json").write_text(json.dumps(m))
+    assert ensure_world(root, "tiny", 0, progress=False) == root and len(calls) == 1
+
+
 def test_cli_generates_tiny_end_to_end_identically(tiny_world, tmp_path):
     """`python -m corrtrack.synth` writes the full layout and a preview; the files equal the fixture world
     generated in another process (determinism for a seed)."""
@@ -406,3 +427,16 @@ def test_cli_generates_tiny_end_to_end_identically(tiny_world, tmp_path):
         timeout=120,
     )
     assert r3.returncode == 2 and "--force" in r3.stderr
+    # A world generated from an earlier definition of the preset is regenerated without --force.
+    m = json.loads((out / "world.json").read_text())
+    m["preset_config"]["val_videos"] += 1
+    (out / "world.json").write_text(json.dumps(m))
+    r4 = subprocess.run(
+        [sys.executable, "-m", "corrtrack.synth", "--out", str(out), "--preset", "tiny", "--quiet"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r4.returncode == 0 and "regenerating" in r4.stdout, r4.stderr
+    assert read_marker(out)["preset_config"]["val_videos"] == PRESETS["tiny"].val_videos

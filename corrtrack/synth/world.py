@@ -531,8 +531,8 @@ def ensure_world(root: str | Path, preset: str, seed: int = 0, progress: bool = 
     """Return ``root`` holding a complete world of ``preset`` / ``seed``, generating it if needed.
 
     Generation is atomic (temporary sibling folder, renamed when complete, marker ``world.json`` last)
-    and locked, so concurrent callers generate it once. A world from an older generator version is
-    regenerated.
+    and locked, so concurrent callers generate it once. A world from an older generator version, or one
+    generated from an earlier definition of the preset (its ``preset_config`` differs), is regenerated.
 
     Raises:
         FileExistsError: ``root`` holds a world of another preset or seed, or unrelated files.
@@ -549,10 +549,22 @@ def ensure_world(root: str | Path, preset: str, seed: int = 0, progress: bool = 
                     f"(e.g. <root>/{p.name}-seed{seed}) "
                     f"or delete it"
                 )
-            if m.get("version") == VERSION:
+            stale = preset_changes(m, p)
+            if m.get("version") == VERSION and not stale:
                 return root
+            if progress:
+                why = (f"generator version {m.get('version')} -> {VERSION}" if m.get("version") != VERSION
+                       else "preset changed: " + ", ".join(stale))
+                print(f"[corrtrack] regenerating the synthetic world at {root} ({why})", flush=True)
         _check_replaceable(root)
         return _generate_into(root, p, seed, progress, None, preview=False)
+
+
+def preset_changes(marker: dict, preset: Preset) -> list[str]:
+    """Fields of ``preset`` whose value differs from the one the world in ``marker`` was generated with."""
+    now = json.loads(json.dumps(preset.to_dict()))
+    then = marker.get("preset_config") or {}
+    return [k for k in now if then.get(k) != now[k]]
 
 
 def read_marker(root: str | Path) -> dict | None:
