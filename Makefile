@@ -81,7 +81,7 @@ bench-corr: $(STAMP) ## batched affinity vs per-keypoint loop, training and data
 
 bench-propagation: $(STAMP) ## PCKh of propagated poses: zero motion, DIS flow, Siamese, refined (SYNTH_PRESET=hard REFINE_CKPT=latest|path)
 	$(PY) -m corrtrack.synth --out data/synth/$(SYNTH_PRESET)-seed$(SEED) --preset $(SYNTH_PRESET) --seed $(SEED) --quiet
-	$(PY) -m corrtrack.bench propagation --data data/synth/$(SYNTH_PRESET)-seed$(SEED) --ckpt $(if $(filter latest,$(REFINE_CKPT)),outputs/refine/latest,$(REFINE_CKPT)) --input-size 256 --out outputs/bench/propagation-$(SYNTH_PRESET).json
+	$(PY) -m corrtrack.bench propagation --data data/synth/$(SYNTH_PRESET)-seed$(SEED) --ckpt $(if $(filter latest,$(REFINE_CKPT)),outputs/refine/latest,$(REFINE_CKPT)) --input-size 512 --out outputs/bench/propagation-$(SYNTH_PRESET).json
 
 clean: ## remove outputs/ and generated data (keeps .venv)
 	rm -rf outputs data/synth wandb lightning_logs
