@@ -362,29 +362,17 @@ def test_world_of_an_earlier_preset_definition_is_regenerated(tiny_world, tmp_pa
     assert ensure_world(root, "tiny", 0, progress=False) == root and len(calls) == 1
 
 
+def _synth_cli(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
+    """`python -m corrtrack.synth ARGS` in a fresh process, output captured."""
+    return subprocess.run([sys.executable, "-m", "corrtrack.synth", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout)
+
+
 def test_cli_generates_tiny_end_to_end_identically(tiny_world, tmp_path):
     """`python -m corrtrack.synth` writes the full layout and a preview; the files equal the fixture world
     generated in another process (determinism for a seed)."""
     out = tmp_path / "cli-world"
-    r = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "corrtrack.synth",
-            "--out",
-            str(out),
-            "--preset",
-            "tiny",
-            "--seed",
-            "0",
-            "--preview",
-            "--quiet",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r = _synth_cli("--out", str(out), "--preset", "tiny", "--seed", "0", "--preview", "--quiet", timeout=300)
     assert r.returncode == 0, r.stderr
     assert "synthetic world 'tiny'" in r.stdout
     rel = [
@@ -400,43 +388,14 @@ def test_cli_generates_tiny_end_to_end_identically(tiny_world, tmp_path):
     assert (prev / "coco_contact_sheet.png").is_file() and (prev / "index.md").is_file()
     assert len(list(prev.glob("*.gif"))) == PRESETS["tiny"].train_videos + PRESETS["tiny"].val_videos
     # A second run keeps the complete world; another seed without --force is refused.
-    r2 = subprocess.run(
-        [sys.executable, "-m", "corrtrack.synth", "--out", str(out), "--preset", "tiny", "--quiet"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r2 = _synth_cli("--out", str(out), "--preset", "tiny", "--quiet")
     assert r2.returncode == 0 and "already there" in r2.stdout
-    r3 = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "corrtrack.synth",
-            "--out",
-            str(out),
-            "--preset",
-            "tiny",
-            "--seed",
-            "5",
-            "--quiet",
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    r3 = _synth_cli("--out", str(out), "--preset", "tiny", "--seed", "5", "--quiet")
     assert r3.returncode == 2 and "--force" in r3.stderr
     # A world generated from an earlier definition of the preset is regenerated without --force.
     m = json.loads((out / "world.json").read_text())
     m["preset_config"]["val_videos"] += 1
     (out / "world.json").write_text(json.dumps(m))
-    r4 = subprocess.run(
-        [sys.executable, "-m", "corrtrack.synth", "--out", str(out), "--preset", "tiny", "--quiet"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    r4 = _synth_cli("--out", str(out), "--preset", "tiny", "--quiet", timeout=300)
     assert r4.returncode == 0 and "regenerating" in r4.stdout, r4.stderr
     assert read_marker(out)["preset_config"]["val_videos"] == PRESETS["tiny"].val_videos
