@@ -77,7 +77,8 @@ class AugmentConfig:
     U(crop_context)) instead of the whole letterboxed image; crop_scale: (lo, hi) instead fixes the
     crop's image -> input scale, log-uniform in that range (side = input_size / scale): train at the
     scale inference letterboxes frames to (e.g. 0.8 for 640-px frames at ``--input-size 512``);
-    photometric: probability of colour jitter on I2 (and on I1 when photometric_both); blur: probability of Gaussian or motion blur on I2;
+    photometric: probability of colour jitter on I2 (and on I1 when photometric_both); blur: probability
+    of Gaussian or motion blur on I2;
     occlude: probability of pasting 1..3 patches cut from elsewhere in the image over I2 (targets keep the
     occluded points: the correspondence still exists, the net must infer it from context).
     temporal: probability (training only) that a pair is two labeled frames of a PoseTrack-format

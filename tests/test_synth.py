@@ -350,6 +350,9 @@ def test_world_of_an_earlier_preset_definition_is_regenerated(tiny_world, tmp_pa
     assert W.preset_changes(m, PRESETS["tiny"]) == []
     old = dict(m, preset_config=dict(m["preset_config"], train_videos=m["preset_config"]["train_videos"] + 5))
     assert W.preset_changes(old, PRESETS["tiny"]) == ["train_videos"]
+    assert W.stale_reasons(m, PRESETS["tiny"]) == []
+    assert W.stale_reasons(dict(old, version=W.VERSION - 1), PRESETS["tiny"]) == [
+        f"generator version {W.VERSION - 1} -> {W.VERSION}", "preset changed: train_videos"]
     root = tmp_path / "stale"
     root.mkdir()
     (root / "world.json").write_text(json.dumps(old))
@@ -397,5 +400,5 @@ def test_cli_generates_tiny_end_to_end_identically(tiny_world, tmp_path):
     m["preset_config"]["val_videos"] += 1
     (out / "world.json").write_text(json.dumps(m))
     r4 = _synth_cli("--out", str(out), "--preset", "tiny", "--quiet", timeout=300)
-    assert r4.returncode == 0 and "regenerating" in r4.stdout, r4.stderr
+    assert r4.returncode == 0 and "regenerating" in r4.stdout and "preset changed: val_videos" in r4.stdout, r4.stderr
     assert read_marker(out)["preset_config"]["val_videos"] == PRESETS["tiny"].val_videos

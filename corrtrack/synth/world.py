@@ -549,13 +549,11 @@ def ensure_world(root: str | Path, preset: str, seed: int = 0, progress: bool = 
                     f"(e.g. <root>/{p.name}-seed{seed}) "
                     f"or delete it"
                 )
-            stale = preset_changes(m, p)
-            if m.get("version") == VERSION and not stale:
+            why = stale_reasons(m, p)
+            if not why:
                 return root
             if progress:
-                why = (f"generator version {m.get('version')} -> {VERSION}" if m.get("version") != VERSION
-                       else "preset changed: " + ", ".join(stale))
-                print(f"[corrtrack] regenerating the synthetic world at {root} ({why})", flush=True)
+                print(f"[corrtrack] regenerating the synthetic world at {root} ({'; '.join(why)})", flush=True)
         _check_replaceable(root)
         return _generate_into(root, p, seed, progress, None, preview=False)
 
@@ -565,6 +563,14 @@ def preset_changes(marker: dict, preset: Preset) -> list[str]:
     now = json.loads(json.dumps(preset.to_dict()))
     then = marker.get("preset_config") or {}
     return [k for k in now if then.get(k) != now[k]]
+
+
+def stale_reasons(marker: dict, preset: Preset) -> list[str]:
+    """Why the world in ``marker`` (of ``preset``) must be regenerated: an older generator version or an
+    earlier definition of the preset; empty when it is current."""
+    why = [] if marker.get("version") == VERSION else [f"generator version {marker.get('version')} -> {VERSION}"]
+    changed = preset_changes(marker, preset)
+    return why + (["preset changed: " + ", ".join(changed)] if changed else [])
 
 
 def read_marker(root: str | Path) -> dict | None:
