@@ -323,39 +323,59 @@ def affinity_speed(persons: int = 8, joints: int = 17, size: int = 64, channels:
             "batched_ms": 1000 * tb, "loop_ms": 1000 * tl, "speedup": tl / tb}
 
 
+AUTOCAST = {"32": None, "bf16": torch.bfloat16, "16": torch.float16}
+
+
 def training_speed(variant: str = "release", width: float = 0.25, input_size: int = 128, batch_size: int = 8,
-                   persons: int = 4, steps: int = 3, threads: int | None = None) -> dict:
+                   persons: int = 4, steps: int = 3, threads: int | None = None, device: str = "cpu",
+                   precision: str = "32") -> dict:
     """Training pairs per second of the Siamese stage on this machine: forward of both images, affinity
-    maps of ``persons`` x 17 random keypoints per pair, BCE loss (eq. 4), backward, Adam step."""
+    maps of ``persons`` x 17 random keypoints per pair, BCE loss (eq. 4), backward, Adam step.
+    ``precision``: "32", or "bf16" / "16" for autocast mixed precision (with a gradient scaler for "16"),
+    as Lightning's ``bf16-mixed`` / ``16-mixed`` do."""
     from corrtrack.nets import SiameseNet, count_parameters
 
+    if precision not in AUTOCAST:
+        raise ValueError(f"precision must be one of {', '.join(AUTOCAST)} (got {precision!r})")
     if threads:
         torch.set_num_threads(threads)
+    dev = torch.device(device)
     torch.manual_seed(0)
     net = SiameseNet(variant, width=width).train()
-    net = net.to(memory_format=torch.channels_last)  # as training on CPU does (CorrespondenceModule.on_fit_start)
+    net = net.to(dev, memory_format=torch.channels_last)  # as training does (CorrespondenceModule.on_fit_start)
     opt = torch.optim.Adam(net.parameters(), lr=1e-4)
-    x1 = torch.randn(batch_size, 3, input_size, input_size)
-    x2 = torch.randn(batch_size, 3, input_size, input_size)
+    dtype = AUTOCAST[precision]
+    scaler = torch.amp.GradScaler(dev.type, enabled=dtype is torch.float16)
+    x1 = torch.randn(batch_size, 3, input_size, input_size, device=dev)
+    x2 = torch.randn(batch_size, 3, input_size, input_size, device=dev)
     h = input_size // 4
     n = batch_size * persons * 17
-    kpts = torch.rand(n, 2) * (h - 1)
-    bidx = torch.arange(batch_size).repeat_interleave(persons * 17)
-    cells = torch.floor(torch.rand(n, 2) * h).long()
-    inside = torch.rand(n) > 0.1
+    kpts = torch.rand(n, 2, device=dev) * (h - 1)
+    bidx = torch.arange(batch_size, device=dev).repeat_interleave(persons * 17)
+    cells = torch.floor(torch.rand(n, 2, device=dev) * h).long()
+    inside = torch.rand(n, device=dev) > 0.1
 
     def step():
         opt.zero_grad(set_to_none=True)
-        f1, f2 = net.forward_pair(x1, x2)
-        a = corr.affinity_maps(f1, f2, kpts, bidx)
-        loss = corr.correspondence_bce(corr.log_softmax_maps(a), cells, inside)
-        loss.backward()
-        opt.step()
+        with torch.autocast(dev.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            f1, f2 = net.forward_pair(x1, x2)
+            a = corr.affinity_maps(f1, f2, kpts, bidx)
+            loss = corr.correspondence_bce(corr.log_softmax_maps(a.float()), cells, inside)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
 
     sec = _time(step, steps)
-    return {"variant": variant, "width": width, "input_size": input_size, "batch_size": batch_size,
-            "keypoints_per_pair": persons * 17, "params": count_parameters(net),
-            "threads": torch.get_num_threads(), "sec_per_step": sec, "pairs_per_s": batch_size / sec}
+    out = {"variant": variant, "width": width, "input_size": input_size, "batch_size": batch_size,
+           "keypoints_per_pair": persons * 17, "params": count_parameters(net), "device": str(dev),
+           "precision": precision, "threads": torch.get_num_threads(), "sec_per_step": sec,
+           "pairs_per_s": batch_size / sec}
+    if dev.type == "cuda":
+        out["gpu"] = torch.cuda.get_device_name(dev)
+        out["max_memory_gib"] = torch.cuda.max_memory_allocated(dev) / 2 ** 30
+    return out
 
 
 def data_pipeline_speed(batches: int = 20, num_workers: int | None = None) -> dict:
@@ -408,6 +428,9 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--batch-size", type=int, default=8)
     s.add_argument("--train-persons", type=int, default=4, help="persons queried per training pair")
     s.add_argument("--steps", type=int, default=3)
+    s.add_argument("--device", default="cpu", help="device of the training-speed figure (cpu, cuda, cuda:1)")
+    s.add_argument("--precision", default="32", choices=list(AUTOCAST),
+                   help="training-speed figure in fp32 or autocast bf16 / fp16 mixed precision")
     s.add_argument("--skip-training", action="store_true")
     s.add_argument("--data-pipeline", action="store_true",
                    help="also time datamodules.pairs.benchmark_pipeline (the cpu preset's data)")
@@ -433,10 +456,11 @@ def main(argv: list[str] | None = None) -> int:
           f"batched {a['batched_ms']:.2f} ms, per-keypoint loop {a['loop_ms']:.2f} ms -> {a['speedup']:.1f}x")
     if not args.skip_training:
         t = training_speed(args.variant, args.width, args.input_size, args.batch_size, args.train_persons,
-                           args.steps)
+                           args.steps, device=args.device, precision=args.precision)
         result["training"] = t
+        where = t.get("gpu") or f"{t['threads']} threads"
         print(f"(b) Siamese training ({t['variant']}, width {t['width']}, {t['input_size']}px, batch "
-              f"{t['batch_size']}, {t['params'] / 1e6:.2f} M params, {t['threads']} threads): "
+              f"{t['batch_size']}, {t['params'] / 1e6:.2f} M params, {where}, precision {t['precision']}): "
               f"{t['pairs_per_s']:.1f} pairs/s")
     if args.data_pipeline:
         d = data_pipeline_speed()

@@ -134,6 +134,7 @@ def train(cfg: DictConfig) -> Path:
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
+    from callbacks.throughput import Throughput
     from experiments.stages import get_builder
 
     pl.seed_everything(int(cfg.seed), workers=True)
@@ -155,7 +156,7 @@ def train(cfg: DictConfig) -> Path:
                            save_top_k=cfg.checkpoint.save_top_k,
                            save_last=bool(cfg.checkpoint.save_last) and monitor is None,
                            filename="best-{epoch:03d}-{step}" if monitor else "{epoch:03d}-{step}")
-    callbacks = [ckpt, *parts.callbacks]
+    callbacks = [ckpt, Throughput(), *parts.callbacks]
     last = None
     if cfg.checkpoint.save_last and monitor is not None:
         last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,

@@ -141,3 +141,15 @@ def test_speed_benchmark_batched_beats_loop():
     assert a["speedup"] > 1.0
     t = bench.training_speed("release", width=0.125, input_size=64, batch_size=2, persons=2, steps=1)
     assert t["pairs_per_s"] > 0
+
+
+def test_training_speed_mixed_precision_and_bad_precision():
+    t = bench.training_speed("release", width=0.125, input_size=64, batch_size=2, persons=2, steps=1,
+                             precision="bf16")
+    assert t["precision"] == "bf16" and t["device"] == "cpu" and t["pairs_per_s"] > 0
+    try:
+        bench.training_speed("release", width=0.125, input_size=64, batch_size=2, precision="8")
+    except ValueError as e:
+        assert "precision" in str(e)
+    else:
+        raise AssertionError("an unknown precision must be refused")
