@@ -81,6 +81,9 @@ class AugmentConfig:
     of Gaussian or motion blur on I2;
     occlude: probability of pasting 1..3 patches cut from elsewhere in the image over I2 (targets keep the
     occluded points: the correspondence still exists, the net must infer it from context).
+    occlude_first: the same for I1, the query image: a joint under a patch is still queried, so its
+    descriptor shows the occluder and the net must place it from the context around (as when a joint
+    hidden in frame f-1 is propagated to frame f).
     temporal: probability (training only) that a pair is two labeled frames of a PoseTrack-format
     training video instead of one image and its warp: I2 is frame b seen through the same crop as frame
     a (and, with probability ``temporal_warp``, through a random M2 as well), targets are frame b's
@@ -99,6 +102,7 @@ class AugmentConfig:
     photometric_both: bool = False
     blur: float = 0.2
     occlude: float = 0.0
+    occlude_first: float = 0.0
     temporal: float = 0.0
     temporal_gap: int = 1
     temporal_warp: float = 0.5
@@ -291,6 +295,8 @@ class AffinePairDataset(Dataset):
         a = self.aug
         if a.occlude > 0 and rng.random() < a.occlude:
             img2 = self._occlude(img2, img1 if rng.random() < 0.5 else img2, rng)
+        if a.occlude_first > 0 and rng.random() < a.occlude_first:
+            img1 = self._occlude(img1, img1, rng)
         img2 = self._appearance(img2, rng, a.photometric, a.blur)
         if a.photometric_both:
             img1 = self._appearance(img1, rng, a.photometric, 0.0)

@@ -31,10 +31,11 @@ from torch import Tensor
 
 from corrtrack import correspondence as corr
 from corrtrack.nets.correspondence import SiameseNet
+from lightning_modules.schedule import budgeted_multistep
 
 log = logging.getLogger(__name__)
 
-DEFAULT_OPTIM = {"lr": 1e-4, "weight_decay": 0.0, "milestones": [50], "gamma": 0.1}
+DEFAULT_OPTIM = {"lr": 1e-4, "weight_decay": 0.0, "milestones": [50], "gamma": 0.1, "time_milestones": []}
 DEFAULT_LOSS = {"include_absent": True}
 DEFAULT_VIS = {"every_n_epochs": 1, "queries": 3}
 
@@ -161,9 +162,8 @@ class CorrespondenceModule(pl.LightningModule):
         o = self.optim_cfg
         params = [p for p in self.parameters() if p.requires_grad]
         opt = torch.optim.Adam(params, lr=float(o["lr"]), weight_decay=float(o.get("weight_decay", 0.0)))
-        milestones = [int(m) for m in o.get("milestones", [])]
-        gamma = float(o.get("gamma", 0.1))
-        sched = torch.optim.lr_scheduler.MultiStepLR(opt, milestones=milestones, gamma=gamma)
+        sched = budgeted_multistep(opt, lambda: self._trainer, o.get("milestones", []), float(o.get("gamma", 0.1)),
+                                   o.get("time_milestones", []))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "epoch"}}
 
     # -- figure ---------------------------------------------------------------------------------------

@@ -98,6 +98,21 @@ def test_occluders_and_appearance_change_only_the_image(tmp_path):
     assert not torch.allclose(plain["image2"], heavy["image2"])
 
 
+def test_occluders_on_the_query_image_keep_queries_and_targets(tmp_path):
+    """occlude_first pastes patches over I1 as well; the queries under them stay, with the same targets."""
+    rng = np.random.default_rng(2)
+    img = rng.integers(0, 255, (120, 160, 3), dtype=np.uint8)
+    rec = _dot_record(tmp_path, "q", (80.0, 60.0))
+    cv2.imwrite(str(rec.path), img)
+    plain = AffinePairDataset([rec], input_size=S, augment=AugmentConfig(**GEOMETRY_ONLY), train=False)[0]
+    first = AffinePairDataset([rec], input_size=S, train=False,
+                              augment=AugmentConfig(**{**GEOMETRY_ONLY, "occlude_first": 1.0}))[0]
+    for k in ("kpts1", "target_xy", "target_idx", "present", "query_valid"):
+        np.testing.assert_array_equal(plain[k], first[k])
+    assert not torch.allclose(plain["image1"], first["image1"])
+    torch.testing.assert_close(plain["image2"], first["image2"])
+
+
 def test_truncated_keypoint_gets_absent_target(tmp_path):
     rec = _dot_record(tmp_path, "t", (80.0, 60.0))
     ds = AffinePairDataset([rec], input_size=S, augment=AugmentConfig(**GEOMETRY_ONLY), train=False)
