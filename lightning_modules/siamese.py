@@ -74,6 +74,7 @@ class CorrespondenceModule(pl.LightningModule):
         self.figure_dir: Path | None = None   # set by the stage builder; not a hyperparameter
         self._val: dict[str, Tensor] = {}
         self._vis: dict[str, Any] | None = None
+        self._val_runs = 0                    # validations run in this fit (sanity checks not counted)
 
     def _save_hparams(self, input_size: int, stride: int, joint_layout: str, **extra: Any) -> None:
         """The checkpoint contract: ``net`` holds both nets' constructor kwargs."""
@@ -143,9 +144,14 @@ class CorrespondenceModule(pl.LightningModule):
             metrics["val/absent_reject"] = tot["rejected"] / tot["absent"]
         for k, v in metrics.items():
             self.log(k, v, prog_bar=k == "val/corr_pck")
-        if self._vis is not None and self.trainer.is_global_zero and not self.trainer.sanity_checking:
+        if self.trainer.sanity_checking:
+            return
+        self._val_runs += 1
+        if self._vis is not None and self.trainer.is_global_zero:
+            # every n-th validation (the 1st, n+1-th, ...): with trainer.check_val_every_n_epoch > 1 an
+            # epoch count would skip figures altogether (validation at epochs 1, 3, ...; figures at 0, 2, ...)
             every = int(self.vis_cfg.get("every_n_epochs", 1) or 0)
-            if every and self.current_epoch % every == 0:
+            if every and (self._val_runs - 1) % every == 0:
                 try:
                     self._save_figure()
                 except Exception as e:  # a figure must never kill a run

@@ -164,6 +164,20 @@ def test_affinity_figure_is_written(pair_loader, tmp_path):
     assert img is not None and img.shape[0] > 100
 
 
+def test_figures_count_validations_not_epochs(pair_loader, tmp_path):
+    """Validation every 2nd epoch (epochs 1 and 3) and a figure every 2nd validation: one figure, of
+    epoch 1 (an epoch count would never meet a validation epoch); the sanity check does not count."""
+    torch.manual_seed(0)
+    module = SiameseModule(net={"siamese": TINY["siamese"]}, input_size=S, vis={"every_n_epochs": 2})
+    module.figure_dir = tmp_path / "figures"
+    t = pl.Trainer(max_epochs=4, limit_train_batches=1, limit_val_batches=1, check_val_every_n_epoch=2,
+                   num_sanity_val_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                   enable_model_summary=False, accelerator="cpu", default_root_dir=str(tmp_path))
+    t.fit(module, pair_loader, pair_loader)
+    assert module._val_runs == 2
+    assert [p.name for p in sorted((tmp_path / "figures").glob("epoch_*.png"))] == ["epoch_001.png"]
+
+
 def _run(stage: str, items: list[str]) -> Path:
     from experiments.run import main
 
