@@ -15,7 +15,8 @@ import torch
 
 
 def elapsed_share(trainer) -> float | None:
-    """Share of the trainer's wall-clock limit used so far (None without a trainer or a limit)."""
+    """Share of the trainer's wall-clock limit used so far (None without a trainer or a limit); under DDP
+    rank 0's share, so that no rank steps with another learning rate than the others."""
     from pytorch_lightning.callbacks import Timer
 
     if trainer is None:
@@ -26,7 +27,10 @@ def elapsed_share(trainer) -> float | None:
     elapsed, remaining = timer.time_elapsed("train"), timer.time_remaining("train")
     if remaining is None or elapsed + remaining <= 0:
         return None
-    return elapsed / (elapsed + remaining)
+    share = elapsed / (elapsed + remaining)
+    if getattr(trainer, "world_size", 1) > 1:  # rank 0 decides, as for the Timer's stop: all ranks drop together
+        share = trainer.strategy.broadcast(share, src=0)
+    return share
 
 
 def budgeted_multistep(opt: torch.optim.Optimizer, trainer_getter: Callable[[], object],

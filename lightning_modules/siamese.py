@@ -256,7 +256,8 @@ class SiameseModule(CorrespondenceModule):
     """Siamese matching module trained with eq. 4 (see the module docstring for metrics and contract).
 
     net: {"siamese": SiameseNet kwargs, "refinement": None}; input_size: pair size (for the loader);
-    optim: lr, weight_decay, milestones, gamma (Adam + MultiStepLR per epoch); loss:
+    optim: lr, weight_decay, milestones, gamma, time_milestones (Adam, lr drops per epoch:
+    ``lightning_modules.schedule``); loss:
     include_absent; vis: every_n_epochs, queries; joint_layout: "coco" | "posetrack".
     """
 

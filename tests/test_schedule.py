@@ -11,6 +11,8 @@ from lightning_modules.schedule import budgeted_multistep, elapsed_share
 class _Trainer:
     """What the schedule reads of a trainer: its callbacks, one of them the wall-clock Timer."""
 
+    world_size = 1
+
     def __init__(self, elapsed: float | None, duration: float = 100.0):
         timer = Timer(duration={"seconds": duration})
         timer.time_elapsed = lambda stage="train": self.elapsed
@@ -61,3 +63,18 @@ def test_elapsed_share_and_bad_milestones():
     assert elapsed_share(_Trainer(elapsed=25.0)) == pytest.approx(0.25)
     with pytest.raises(ValueError, match="time_milestones"):
         budgeted_multistep(_opt(), lambda: None, [1], 0.1, time_milestones=[75])
+
+
+def test_ddp_ranks_use_rank_zeros_share():
+    class _Strategy:
+        def broadcast(self, obj, src=0):
+            assert src == 0
+            return 0.9  # rank 0 is further along than this rank
+
+    tr = _Trainer(elapsed=10.0)
+    tr.world_size, tr.strategy = 2, _Strategy()
+    assert elapsed_share(tr) == pytest.approx(0.9)
+    sched = budgeted_multistep(_opt(), lambda: tr, [50], 0.1, time_milestones=[0.75])
+    sched.optimizer.step()
+    sched.step()
+    assert sched.optimizer.param_groups[0]["lr"] == pytest.approx(0.1)
