@@ -1,8 +1,9 @@
 """Training throughput of any stage, logged as ``perf/samples_per_s`` once per epoch.
 
 The figure is end to end: the wall time between the ends of consecutive training batches (data loading,
-forward, backward and optimiser step), so a starved GPU shows up as a low figure. On CUDA each batch end
-synchronises the device first, otherwise the time of asynchronous kernels would land on a later batch.
+forward, backward and optimiser step), summed over the epoch, so a starved GPU shows up as a low figure.
+The intervals telescope, so on CUDA only their end points need the device synchronised (the epoch start,
+the end of the warm-up and the epoch's last batch), not every step: the hot path keeps running ahead.
 The first ``warmup`` batches of the run (worker start-up, cuDNN autotuning, first allocations) are not
 counted. ``perf/max_memory_gib`` is the peak memory allocated by torch on a CUDA device.
 """
@@ -37,8 +38,9 @@ class Throughput(pl.Callback):
         self._samples = 0
         self._seconds = 0.0
 
-    def _now(self, pl_module: pl.LightningModule) -> float:
-        if pl_module.device.type == "cuda":
+    @staticmethod
+    def _now(pl_module: pl.LightningModule, sync: bool = True) -> float:
+        if sync and pl_module.device.type == "cuda":
             torch.cuda.synchronize(pl_module.device)
         return time.perf_counter()
 
@@ -48,8 +50,9 @@ class Throughput(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
                            batch: Any, batch_idx: int) -> None:
-        now = self._now(pl_module)
         self._seen += 1
+        last_of_epoch = batch_idx + 1 >= trainer.num_training_batches
+        now = self._now(pl_module, sync=self._seen == self.warmup or last_of_epoch)
         if self._seen > self.warmup and self._last is not None:
             self._samples += batch_size_of(batch)
             self._seconds += now - self._last
