@@ -1,7 +1,7 @@
 import pytest
 
 from experiments.config import ConfigError, available_stages, load_config
-from experiments.run import main, resolve_checkpoint
+from experiments.run import main
 
 
 def test_base_stage_preset_override_order():
@@ -24,15 +24,3 @@ def test_unknown_stage_and_preset_and_malformed_override():
     with pytest.raises(ConfigError, match="unknown preset 'nope'"):
         load_config(available_stages()[0], ["nope"])
     assert main([available_stages()[0], "trainer.nonsense=1"]) == 2
-
-
-def test_checkpoint_resolution_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no 'siamese' run found"):
-        resolve_checkpoint("latest", tmp_path, "siamese")
-    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
-        resolve_checkpoint(str(tmp_path / "x.ckpt"), tmp_path, "siamese")
-    run = tmp_path / "siamese" / "r1" / "checkpoints"
-    run.mkdir(parents=True)
-    (run / "last.ckpt").write_bytes(b"x")
-    (tmp_path / "siamese" / "latest").symlink_to("r1")
-    assert resolve_checkpoint("latest", tmp_path, "siamese") == (run / "last.ckpt").resolve()
