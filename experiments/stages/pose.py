@@ -75,7 +75,8 @@ def evaluate_checkpoint(ckpt: str | Path, overrides: list[str] | None = None, un
     from corrtrack.oks import oks_nms
     from corrtrack.pose import PoseEstimator, pose_score
     from datamodules.sources import read_image
-    from datamodules.topdown import TopDownDataModule, coco_keypoint_eval, load_detections
+    from corrtrack.posetrack import load_detections
+    from datamodules.topdown import TopDownDataModule, coco_keypoint_eval
 
     ckpt = Path(ckpt)
     cfg_path = ckpt.resolve().parent.parent / "config.yaml"
@@ -97,8 +98,9 @@ def evaluate_checkpoint(ckpt: str | Path, overrides: list[str] | None = None, un
     records = dm.val_set.records
     if cfg.data.get("det_file"):
         dets = load_detections(cfg.data.det_file, float(cfg.data.det_min_score))
-        boxes = [np.array([d[0] for d in dets.get(r.image_id, [])]).reshape(-1, 4) for r in records]
-        box_scores = [np.array([d[1] for d in dets.get(r.image_id, [])]) for r in records]
+        rows = [dets.get(r.image_id, np.zeros((0, 5))) for r in records]
+        boxes = [d[:, :4] for d in rows]
+        box_scores = [d[:, 4] for d in rows]
     else:
         boxes = [np.asarray(r.boxes, np.float64) for r in records]
         box_scores = [np.ones(len(b)) for b in boxes]
