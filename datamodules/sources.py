@@ -210,3 +210,28 @@ def read_image(path: str | Path) -> np.ndarray:
     if img is None:
         raise OSError(f"cannot read image {path} (missing or corrupt)")
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+#: unreadable training images in a row (while looking for a readable one) that stop the run
+MAX_UNREADABLE_IN_A_ROW = 20
+
+
+class UnreadableDataError(OSError):
+    """Too many unreadable training images in a row; the message names them."""
+
+
+def first_readable(start: int, count: int, path_of, load=None):
+    """The first readable item at or after ``start`` (cyclically over ``count`` items): returns
+    ``(index, image, skipped)``, ``skipped`` = the paths of the unreadable ones passed over. ``path_of(i)``
+    is item i's image path, ``load(i)`` reads it (default: :func:`read_image` of that path). Raises
+    UnreadableDataError naming the files after ``MAX_UNREADABLE_IN_A_ROW`` unreadable items in a row."""
+    skipped: list[str] = []
+    for k in range(min(MAX_UNREADABLE_IN_A_ROW, max(count, 1))):
+        i = (start + k) % count
+        try:
+            return i, (load(i) if load is not None else read_image(path_of(i))), skipped
+        except OSError:
+            skipped.append(str(path_of(i)))
+    shown = ", ".join(skipped[:3]) + (f", ... {skipped[-1]}" if len(skipped) > 3 else "")
+    raise UnreadableDataError(f"{len(skipped)} unreadable training images in a row (missing or corrupt): "
+                              f"{shown}; check the dataset files")
