@@ -423,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             raise
         print(f"config error: {e}", file=sys.stderr)
-        if args.stage in available_stages() and "preset" in str(e):
+        if args.stage in available_stages() and str(e).startswith("unknown preset"):
             print(f"presets for '{args.stage}': {', '.join(available_presets(args.stage))}", file=sys.stderr)
         return 2
     if args.print_config:
