@@ -27,7 +27,7 @@ from torch.nn import functional as F
 from corrtrack import geometry
 from corrtrack.nets.correspondence import (DESCRIPTOR_SAMPLING, RefinementNet, SiameseNet, build_refinement,
                                          build_siamese)
-from corrtrack.nets.utils import IMAGE_MEAN, IMAGE_STD  # re-exported: the datamodules import them here
+from corrtrack.nets.utils import IMAGE_MEAN, IMAGE_STD, normalize_images  # noqa: F401 (IMAGE_*: re-exported)
 
 
 
@@ -35,10 +35,7 @@ def image_to_tensor(image: np.ndarray) -> Tensor:
     """(H, W, 3) uint8 RGB -> (3, H, W) float32, normalised with IMAGE_MEAN / IMAGE_STD."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
-    mean = torch.tensor(IMAGE_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGE_STD).view(3, 1, 1)
-    return (x - mean) / std
+    return normalize_images(image)
 
 
 def to_feature_coords(xy: Tensor | np.ndarray, stride: int = 4) -> Tensor | np.ndarray:

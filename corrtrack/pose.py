@@ -27,10 +27,8 @@ from torch import Tensor, nn
 
 from corrtrack import geometry
 from corrtrack.keypoints import POSETRACK_UNUSED_SLOTS, layout as keypoint_layout
-from corrtrack.nets.utils import IMAGE_MEAN, IMAGE_STD
+from corrtrack.nets.utils import denormalize_images, normalize_images
 
-IMAGENET_MEAN = np.array(IMAGE_MEAN, dtype=np.float32)
-IMAGENET_STD = np.array(IMAGE_STD, dtype=np.float32)
 DEFAULT_PADDING = 1.25
 
 
@@ -38,20 +36,19 @@ DEFAULT_PADDING = 1.25
 # input normalisation
 # --------------------------------------------------------------------------------------------------
 def to_input_tensor(crops: np.ndarray) -> Tensor:
-    """(N, H, W, 3) or (H, W, 3) uint8 RGB crops -> (N, 3, H, W) float32, ImageNet-normalised."""
+    """(N, H, W, 3) or (H, W, 3) uint8 RGB crops -> (N, 3, H, W) float32, ImageNet-normalised
+    (``nets.utils.normalize_images``)."""
     a = np.asarray(crops)
     if a.ndim == 3:
         a = a[None]
     if a.ndim != 4 or a.shape[-1] != 3:
         raise ValueError(f"expected (N, H, W, 3) RGB crops, got shape {a.shape}")
-    x = (a.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    return normalize_images(a)
 
 
 def from_input_tensor(x: Tensor) -> np.ndarray:
     """Inverse of :func:`to_input_tensor` (for pictures): (N, 3, H, W) -> (N, H, W, 3) uint8 RGB."""
-    a = x.detach().cpu().float().numpy().transpose(0, 2, 3, 1)
-    return np.clip((a * IMAGENET_STD + IMAGENET_MEAN) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return denormalize_images(x)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -45,7 +45,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from corrtrack import geometry
-from corrtrack.correspondence import IMAGE_MEAN, IMAGE_STD, image_to_tensor, to_feature_coords
+from corrtrack.correspondence import image_to_tensor, to_feature_coords
 from corrtrack.keypoints import NUM_JOINTS
 from datamodules.sources import ImageRecord, load_records, read_image, video_frame_pairs
 from datamodules.augment import augment_from_config
@@ -319,13 +319,6 @@ class AffinePairDataset(Dataset):
         return self.make_pair(int(index), self._rng(int(index)))
 
 
-def denormalize(images: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) normalised tensor -> (B, H, W, 3) uint8 RGB (for figures)."""
-    x = images.detach().float().cpu().numpy().transpose(0, 2, 3, 1)
-    x = x * np.array(IMAGE_STD, dtype=np.float32) + np.array(IMAGE_MEAN, dtype=np.float32)
-    return (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
-
-
 def collate_pairs(samples: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
     """Stack pairs, padding the person axis to the batch's largest count (at least 1).
 
@@ -431,16 +424,14 @@ class PairDataModule(pl.LightningDataModule):
         return self._loader(self.val_set, shuffle=False)
 
 
-def benchmark_pipeline(cfg=None, *, num_workers: int | None = None, batches: int = 20,
+def benchmark_pipeline(cfg, *, num_workers: int | None = None, batches: int = 20,
                        warmup: int = 2, **data_overrides) -> float:
     """Training pairs per second of the data pipeline (read, warp, augment, collate) as the DataLoader
-    delivers them. ``cfg``: a stage config (its ``data`` section is used), a ``data`` section, or None
-    for ``siamese`` + ``cpu``; ``data_overrides`` replace ``data`` keys (e.g. ``input_size=256``)."""
+    delivers them. ``cfg``: a stage config (its ``data`` section is used) or a ``data`` section;
+    ``data_overrides`` replace ``data`` keys (e.g. ``input_size=256``). From the command line:
+    ``python -m experiments.stages.correspondence bench-data``."""
     from omegaconf import OmegaConf
 
-    if cfg is None:
-        from experiments.config import load_config
-        cfg = load_config("siamese", ["cpu"])
     data_cfg = cfg.data if "data" in cfg else cfg
     data_cfg = OmegaConf.merge(data_cfg, {k: v for k, v in data_overrides.items()})
     if num_workers is not None:

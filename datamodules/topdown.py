@@ -17,8 +17,7 @@ cells and the offsets from each cell within the radius to the joint, on the stri
 Randomness is worker-safe: each training sample draws a seed from torch's default generator (seeded
 per DataLoader worker, epoch and rank by Lightning); validation crops are deterministic.
 
-Evaluation helpers: :func:`build_coco_gt` (pycocotools COCO object in memory from records, any layout),
-:func:`coco_keypoint_eval` (COCOeval keypoints with the layout's sigmas). Detection files are read by
+COCOeval lives in ``corrtrack.evaluation.coco``; detection files are read by
 ``corrtrack.posetrack.load_detections``.
 """
 from __future__ import annotations
@@ -37,6 +36,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from corrtrack import geometry
+from corrtrack.evaluation.coco import build_coco_gt
 from corrtrack.keypoints import NUM_JOINTS, layout as keypoint_layout
 from corrtrack.pose import DEFAULT_PADDING, encode_targets, to_input_tensor
 from corrtrack.posetrack import load_detections
@@ -45,9 +45,6 @@ from datamodules.augment import augment_from_config
 from datamodules.workers import worker_init
 
 log = logging.getLogger(__name__)
-
-COCO_STAT_NAMES = ("ap", "ap50", "ap75", "ap_m", "ap_l", "ar", "ar50", "ar75", "ar_m", "ar_l")
-
 
 @dataclass
 class TopDownAugment:
@@ -238,60 +235,6 @@ class TopDownDataset(Dataset):
 def collate(samples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """Stack samples into tensors (every field has a fixed shape)."""
     return {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0]}
-
-
-# ------------------------------------------------------------------------------------------------
-# evaluation helpers (pycocotools)
-# ------------------------------------------------------------------------------------------------
-def build_coco_gt(records: Sequence[ImageRecord], layout: str = "coco"):
-    """A pycocotools ``COCO`` ground truth in memory from records (any layout; 17 slots). Person area =
-    ``record.areas`` (COCO: the segment area from the file; PoseTrack: the box area)."""
-    from pycocotools.coco import COCO
-
-    names = list(keypoint_layout(layout)["names"])
-    skeleton = [[a + 1, b + 1] for a, b in keypoint_layout(layout)["skeleton"]]
-    images, anns = [], []
-    aid = 1
-    for rec in records:
-        images.append({"id": int(rec.image_id), "width": int(rec.width), "height": int(rec.height),
-                       "file_name": str(rec.path)})
-        for p in range(len(rec.keypoints)):
-            kp = np.asarray(rec.keypoints[p], np.float64)
-            anns.append({"id": aid, "image_id": int(rec.image_id), "category_id": 1, "iscrowd": 0,
-                         "keypoints": kp.reshape(-1).tolist(), "num_keypoints": int((kp[:, 2] > 0).sum()),
-                         "bbox": [float(v) for v in rec.boxes[p]], "area": float(rec.areas[p])})
-            aid += 1
-    gt = COCO()
-    gt.dataset = {"images": images, "annotations": anns,
-                  "categories": [{"id": 1, "name": "person", "supercategory": "person", "keypoints": names,
-                                  "skeleton": skeleton}]}
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt.createIndex()
-    return gt
-
-
-def coco_keypoint_eval(coco_gt, results: Sequence[Mapping], sigmas: np.ndarray,
-                       image_ids: Sequence[int] | None = None, verbose: bool = False) -> dict[str, float]:
-    """COCO keypoint AP/AR (pycocotools COCOeval, iouType "keypoints") of ``results`` (COCO results
-    format: image_id, category_id, keypoints [51 floats in image pixels], score) against ``coco_gt``,
-    with per-joint OKS ``sigmas``. ``image_ids`` restricts the evaluation (default: every GT image).
-    Returns {"ap", "ap50", "ap75", "ap_m", "ap_l", "ar", ...}; all 0 when there are no results."""
-    from pycocotools.cocoeval import COCOeval
-
-    if not results:
-        return {k: 0.0 for k in COCO_STAT_NAMES}
-    sink = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
-    with sink:
-        dt = coco_gt.loadRes([dict(r) for r in results])
-        ev = COCOeval(coco_gt, dt, "keypoints")
-        ev.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
-        if image_ids is not None:
-            ev.params.imgIds = sorted({int(i) for i in image_ids})
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    # COCOeval reports -1 where a category/area has no ground truth; report 0 instead.
-    return {k: float(max(v, 0.0)) for k, v in zip(COCO_STAT_NAMES, ev.stats)}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 
 Thin glue: the network is ``corrtrack.nets.pose.PoseNet`` (built from the ``net`` hyper-parameters so a
 checkpoint is self-describing: ``corrtrack.pose.PoseEstimator.from_checkpoint`` rebuilds it without
-Lightning), decoding and flip test are ``corrtrack.pose``, COCOeval is ``datamodules.topdown``.
+Lightning), decoding and flip test are ``corrtrack.pose``, COCOeval is ``corrtrack.evaluation.coco``.
 
 Loss, per stage (intermediate supervision), weighted by ``stage_weights``:
     heatmap_weight * BCE-with-logits(heatmaps, targets)  (mean over joints with weight > 0 and pixels)
@@ -178,7 +178,7 @@ class PoseEstimatorModule(pl.LightningModule):
         if self.global_rank == 0 and preds is not None:
             dm = getattr(self.trainer, "datamodule", None)
             if dm is not None and hasattr(dm, "coco_gt"):
-                from datamodules.topdown import coco_keypoint_eval
+                from corrtrack.evaluation.coco import coco_keypoint_eval
 
                 stats = coco_keypoint_eval(dm.coco_gt, self.coco_results(preds), self.sigmas,
                                            image_ids=sorted({int(i) for i in preds["image_id"]}))

@@ -203,7 +203,7 @@ class CorrespondenceModule(pl.LightningModule):
         import numpy as np
 
         from corrtrack.keypoints import COCO_NAMES, POSETRACK_NAMES
-        from datamodules.pairs import denormalize
+        from corrtrack.nets.utils import denormalize_images as denormalize
 
         v = self._vis
         names = POSETRACK_NAMES if self.hparams.get("joint_layout") == "posetrack" else COCO_NAMES

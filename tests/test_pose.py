@@ -144,7 +144,7 @@ class OracleNet(nn.Module):
 @pytest.mark.parametrize("flip_test", [False, True])
 def test_estimate_returns_image_pixels_that_cocoeval_scores(flip_test):
     from datamodules.sources import ImageRecord
-    from datamodules.topdown import build_coco_gt, coco_keypoint_eval
+    from corrtrack.evaluation.coco import build_coco_gt, coco_keypoint_eval
 
     rng = np.random.default_rng(3)
     frames = [np.zeros((240, 320, 3), np.uint8), np.zeros((200, 300, 3), np.uint8)]

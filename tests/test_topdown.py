@@ -11,7 +11,8 @@ from corrtrack.keypoints import COCO_NAMES
 from corrtrack.pose import decode
 from datamodules.sources import ImageRecord
 from corrtrack.posetrack import load_detections
-from datamodules.topdown import TopDownAugment, TopDownDataset, build_coco_gt, coco_keypoint_eval, collate
+from corrtrack.evaluation.coco import build_coco_gt, coco_keypoint_eval
+from datamodules.topdown import TopDownAugment, TopDownDataset, collate
 
 LW, RW = COCO_NAMES.index("left_wrist"), COCO_NAMES.index("right_wrist")
 LA, RA = COCO_NAMES.index("left_ankle"), COCO_NAMES.index("right_ankle")

@@ -191,8 +191,8 @@ def _category_slots(data: dict, path) -> np.ndarray | None:
     if not isinstance(cats, list) or not cats or not isinstance(cats[0], dict):
         return None
     names = cats[0].get("keypoints")
-    if not isinstance(names, list) or list(names) == list(POSETRACK_NAMES):
-        return None
+    if not isinstance(names, list) or not names or list(names) == list(POSETRACK_NAMES):
+        return None                              # no names (poseval reads none): 2018 slot order
     alias = {"neck": "head_bottom", "head": "head_top"}
     slots = []
     for n in names:

@@ -75,8 +75,9 @@ def evaluate_checkpoint(ckpt: str | Path, overrides: list[str] | None = None, un
     from corrtrack.oks import oks_nms
     from corrtrack.pose import PoseEstimator, pose_score
     from datamodules.sources import read_image
+    from corrtrack.evaluation.coco import coco_keypoint_eval
     from corrtrack.posetrack import load_detections
-    from datamodules.topdown import TopDownDataModule, coco_keypoint_eval
+    from datamodules.topdown import TopDownDataModule
 
     ckpt = Path(ckpt)
     cfg_path = ckpt.resolve().parent.parent / "config.yaml"
