@@ -30,6 +30,7 @@ import torch
 from corrtrack import correspondence as corr
 from corrtrack.flow import dis_flow, warp_poses_by_flow
 from corrtrack.imageio import read_rgb
+from corrtrack.keypoints import NUM_JOINTS
 from corrtrack.posetrack import (Frame, Person, frame_number, head_size, list_json_files, load_sequence,
                                  load_visibility)
 
@@ -274,7 +275,7 @@ def _time(fn, repeats: int) -> float:
     return (time.perf_counter() - t0) / repeats
 
 
-def affinity_speed(persons: int = 8, joints: int = 17, size: int = 64, channels: int = 32,
+def affinity_speed(persons: int = 8, joints: int = NUM_JOINTS, size: int = 64, channels: int = 32,
                    repeats: int = 5) -> dict:
     """Seconds per frame pair of the batched affinity (one gather + one grouped conv) vs a Python loop
     over persons x joints (one patch slice + one conv2d each); and their ratio."""
@@ -330,9 +331,9 @@ def training_speed(variant: str = "release", width: float = 0.25, input_size: in
     x1 = torch.randn(batch_size, 3, input_size, input_size, device=dev)
     x2 = torch.randn(batch_size, 3, input_size, input_size, device=dev)
     h = input_size // 4
-    n = batch_size * persons * 17
+    n = batch_size * persons * NUM_JOINTS
     kpts = torch.rand(n, 2, device=dev) * (h - 1)
-    bidx = torch.arange(batch_size, device=dev).repeat_interleave(persons * 17)
+    bidx = torch.arange(batch_size, device=dev).repeat_interleave(persons * NUM_JOINTS)
     cells = torch.floor(torch.rand(n, 2, device=dev) * h).long()
     inside = torch.rand(n, device=dev) > 0.1
 
@@ -350,7 +351,7 @@ def training_speed(variant: str = "release", width: float = 0.25, input_size: in
 
     sec = _time(step, steps)
     out = {"variant": variant, "width": width, "input_size": input_size, "batch_size": batch_size,
-           "keypoints_per_pair": persons * 17, "params": count_parameters(net), "device": str(dev),
+           "keypoints_per_pair": persons * NUM_JOINTS, "params": count_parameters(net), "device": str(dev),
            "precision": precision, "threads": torch.get_num_threads(), "sec_per_step": sec,
            "pairs_per_s": batch_size / sec}
     if dev.type == "cuda":
@@ -409,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {out}, {out.with_suffix('.md')} and the bar chart {out.with_suffix('.png')}")
         return 0
 
-    result = {"affinity": affinity_speed(args.persons, 17, args.size)}
+    result = {"affinity": affinity_speed(args.persons, NUM_JOINTS, args.size)}
     a = result["affinity"]
     print(f"(a) affinity of {a['persons']} persons x {a['joints']} joints at {a['size']}x{a['size']}: "
           f"batched {a['batched_ms']:.2f} ms, per-keypoint loop {a['loop_ms']:.2f} ms -> {a['speedup']:.1f}x")

@@ -25,6 +25,7 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from corrtrack import geometry
+from corrtrack.keypoints import NUM_JOINTS
 from corrtrack.nets.correspondence import (DESCRIPTOR_SAMPLING, RefinementNet, SiameseNet, build_refinement,
                                          build_siamese)
 from corrtrack.nets.utils import IMAGE_MEAN, IMAGE_STD, normalize_images  # noqa: F401 (IMAGE_*: re-exported)
@@ -49,8 +50,8 @@ def to_input_coords(xy: Tensor | np.ndarray, stride: int = 4) -> Tensor | np.nda
 
 
 def nearest_cell(xy_feat: Tensor) -> Tensor:
-    """(..., 2) feature coordinates -> (..., 2) long cell holding them, ``floor(x + 0.5)`` (round half up,
-    as ``datamodules.pairs.feature_cell``)."""
+    """(..., 2) feature coordinates -> (..., 2) long cell holding them, ``floor(x + 0.5)`` (round half
+    up)."""
     return torch.floor(xy_feat + 0.5).long()
 
 
@@ -64,6 +65,13 @@ def target_cells(xy_input: Tensor, size_hw: tuple[int, int], stride: int = 4) ->
     inside = (cells[..., 0] >= 0) & (cells[..., 0] < w) & (cells[..., 1] >= 0) & (cells[..., 1] < h)
     inside = inside & torch.isfinite(xy_input).all(dim=-1)
     return cells, inside
+
+
+def index_to_cells(target_idx: Tensor, width: int) -> Tensor:
+    """(...) flat cell indices ``row * width + col`` (as the pair datamodule stores targets; -1 = absent,
+    read as cell 0) -> (..., 2) long (x, y) cells."""
+    t = target_idx.clamp(min=0)
+    return torch.stack([t % width, torch.div(t, width, rounding_mode="floor")], dim=-1)
 
 
 def extract_descriptors(f1: Tensor, kpts: Tensor, valid: Tensor | None = None, sampling: str = "nearest") -> Tensor:
@@ -278,7 +286,7 @@ class Propagation(NamedTuple):
 
 def _as_pose_array(poses: np.ndarray | Tensor) -> tuple[np.ndarray, np.ndarray]:
     p = poses.detach().cpu().numpy() if isinstance(poses, Tensor) else np.asarray(poses, dtype=np.float64)
-    p = p.reshape(-1, p.shape[-2], p.shape[-1]) if p.size else p.reshape(0, 17, max(p.shape[-1], 2))
+    p = p.reshape(-1, p.shape[-2], p.shape[-1]) if p.size else p.reshape(0, NUM_JOINTS, max(p.shape[-1], 2))
     valid = np.isfinite(p[..., :2]).all(-1)
     if p.shape[-1] >= 3:
         valid &= p[..., 2] > 0

@@ -26,10 +26,11 @@ import torch
 from torch import Tensor, nn
 
 from corrtrack import geometry
-from corrtrack.keypoints import POSETRACK_UNUSED_SLOTS, layout as keypoint_layout
+from corrtrack.keypoints import NUM_JOINTS, POSETRACK_UNUSED_SLOTS, layout as keypoint_layout
 from corrtrack.nets.utils import denormalize_images, normalize_images
 
 DEFAULT_PADDING = 1.25
+DEFAULT_INPUT_SIZE = (384, 288)     # (H, W) of a person crop (paper §6.1)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -204,7 +205,7 @@ class PoseEstimator:
         padding: box enlargement used for the crops (must match training).
     """
 
-    def __init__(self, net: nn.Module, input_size: tuple[int, int] = (384, 288), flip_test: bool = True,
+    def __init__(self, net: nn.Module, input_size: tuple[int, int] = DEFAULT_INPUT_SIZE, flip_test: bool = True,
                  layout: str = "coco", device: str | torch.device = "cpu", batch_size: int = 32,
                  padding: float = DEFAULT_PADDING):
         self.device = torch.device(device)
@@ -230,7 +231,7 @@ class PoseEstimator:
         ck = checkpoints.load(path, accept=("pose", "finetune"))
         net = checkpoints.pose_net(ck)
         hp = ck.hparams
-        kwargs = dict(input_size=tuple(hp.get("input_size", (384, 288))), layout=hp.get("layout", "coco"),
+        kwargs = dict(input_size=tuple(hp.get("input_size", DEFAULT_INPUT_SIZE)), layout=hp.get("layout", "coco"),
                       padding=float(hp.get("padding", DEFAULT_PADDING)),
                       flip_test=bool(hp.get("flip_test", True)))
         kwargs.update(overrides)
@@ -252,7 +253,7 @@ class PoseEstimator:
         """Poses of prepared crops: (N, H, W, 3) uint8 RGB crops and their (N, 2, 3) image->crop affines
         -> (N, 17, 3) x, y, score in image pixels. Runs in batches of ``batch_size``."""
         n = len(crops)
-        out = np.zeros((n, int(getattr(self.net, "num_joints", 17)), 3), np.float64)
+        out = np.zeros((n, int(getattr(self.net, "num_joints", NUM_JOINTS)), 3), np.float64)
         for s in range(0, n, self.batch_size):
             x = to_input_tensor(crops[s:s + self.batch_size]).to(self.device)
             p = predict_crops(self.net, x, self.flip_test, self.flip_perm).cpu().double().numpy()
@@ -278,7 +279,7 @@ class PoseEstimator:
             affines.append(a)
             counts.append(len(c))
         if sum(counts) == 0:
-            return [np.zeros((0, 17, 3)) for _ in counts]
+            return [np.zeros((0, NUM_JOINTS, 3)) for _ in counts]
         poses = self.estimate_crops(np.concatenate(crops), np.concatenate(affines))
         return list(np.split(poses, np.cumsum(counts)[:-1]))
 

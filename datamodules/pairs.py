@@ -46,8 +46,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from corrtrack import geometry
 from corrtrack.correspondence import image_to_tensor, to_feature_coords
+from corrtrack.imageio import read_rgb
 from corrtrack.keypoints import NUM_JOINTS
-from datamodules.sources import ImageRecord, load_records, read_image, video_frame_pairs
+from datamodules.sources import ImageRecord, load_records, video_frame_pairs
 from datamodules.augment import augment_from_config
 from datamodules.workers import worker_init
 
@@ -62,8 +63,8 @@ def image_to_feature(xy: np.ndarray, stride: int = STRIDE) -> np.ndarray:
 
 
 def feature_cell(xy_feat: np.ndarray) -> np.ndarray:
-    """(..., 2) feature coordinates -> (..., 2) int64 (col, row) of the nearest cell (rounded like
-    ``corrtrack.correspondence.target_cells``)."""
+    """(..., 2) feature coordinates -> (..., 2) int64 (col, row) of the nearest cell; an exact tie (x.5)
+    rounds to even, where ``corrtrack.correspondence.nearest_cell`` rounds it up."""
     return np.round(np.asarray(xy_feat, dtype=np.float64)).astype(np.int64)
 
 
@@ -237,7 +238,7 @@ class AffinePairDataset(Dataset):
         for k in range(20):
             rec = self.records[(index + k) % len(self.records)]
             try:
-                return rec, read_image(rec.path)
+                return rec, read_rgb(rec.path)
             except OSError as e:
                 log.warning("skipping image: %s", e)
         raise OSError(f"20 consecutive unreadable images from index {index} (last: {rec.path})")
@@ -257,7 +258,7 @@ class AffinePairDataset(Dataset):
         for _ in range(20):
             rec_a, rec_b = self.video_pairs[int(rng.integers(len(self.video_pairs)))]
             try:
-                img_a, img_b = read_image(rec_a.path), read_image(rec_b.path)
+                img_a, img_b = read_rgb(rec_a.path), read_rgb(rec_b.path)
                 break
             except OSError as e:
                 log.warning("skipping video pair: %s", e)

@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from corrtrack.imageio import image_size, read_rgb
+from corrtrack.imageio import image_size
+from corrtrack.keypoints import NUM_JOINTS
 from corrtrack.posetrack import frame_number as posetrack_frame_number, load_sequence
 
 
@@ -91,7 +92,7 @@ def load_coco_records(root: str | Path, split: str, min_keypoints: int = 1) -> l
                 if a.get("num_keypoints", 0) >= min_keypoints]
         if not anns:
             continue
-        kp = np.array([a["keypoints"] for a in anns], dtype=np.float32).reshape(-1, 17, 3)
+        kp = np.array([a["keypoints"] for a in anns], dtype=np.float32).reshape(-1, NUM_JOINTS, 3)
         records.append(ImageRecord(
             path=img_dir / info["file_name"], width=int(info["width"]), height=int(info["height"]),
             image_id=int(img_id), keypoints=kp,
@@ -189,9 +190,3 @@ def load_records(data_cfg: DictConfig, split: str, layout: str | None = None) ->
     if layout == "posetrack":
         return load_posetrack_records(dataset_root(data_cfg, "posetrack"), split)
     raise ValueError(f"data.train_format must be 'coco' or 'posetrack', got {layout!r}")
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB (``corrtrack.imageio.read_rgb``: OSError naming the file when it is missing or
-    undecodable)."""
-    return read_rgb(path)

@@ -37,10 +37,11 @@ from torch.utils.data import DataLoader, Dataset
 
 from corrtrack import geometry
 from corrtrack.evaluation.coco import build_coco_gt
+from corrtrack.imageio import read_rgb
 from corrtrack.keypoints import NUM_JOINTS, layout as keypoint_layout
-from corrtrack.pose import DEFAULT_PADDING, encode_targets, to_input_tensor
+from corrtrack.pose import DEFAULT_INPUT_SIZE, DEFAULT_PADDING, encode_targets, to_input_tensor
 from corrtrack.posetrack import load_detections
-from datamodules.sources import ImageRecord, dataset_root, load_records, read_image
+from datamodules.sources import ImageRecord, dataset_root, load_records
 from datamodules.augment import augment_from_config
 from datamodules.workers import worker_init
 
@@ -98,7 +99,7 @@ class TopDownDataset(Dataset):
         min_keypoints: persons with fewer labeled joints are skipped (GT instances).
     """
 
-    def __init__(self, records: Sequence[ImageRecord], input_size: tuple[int, int] = (384, 288),
+    def __init__(self, records: Sequence[ImageRecord], input_size: tuple[int, int] = DEFAULT_INPUT_SIZE,
                  stride: int = 8, layout: str = "coco", train: bool = True, padding: float = DEFAULT_PADDING,
                  augment: TopDownAugment | None = None, target_kind: str = "disk", radius: float = 2.0,
                  unlabeled_weight: float = 0.0, detections: Mapping[int, Sequence] | None = None,
@@ -194,7 +195,7 @@ class TopDownDataset(Dataset):
     def _load(self, inst: Instance) -> np.ndarray:
         rec = self.records[inst.record]
         try:
-            return read_image(rec.path)
+            return read_rgb(rec.path)
         except OSError as e:
             # a corrupt image must not kill a long run: a black frame gives an all-absent sample
             log.warning("using a blank image: %s", e)

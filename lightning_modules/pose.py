@@ -28,7 +28,7 @@ from torch import Tensor
 from corrtrack.keypoints import POSETRACK_UNUSED_SLOTS, layout as keypoint_layout
 from corrtrack.nets.pose import PoseNet
 from corrtrack.oks import oks_nms
-from corrtrack.pose import crop_to_image, decode, flip_test_decode, from_input_tensor, pose_grid, pose_score
+from corrtrack.pose import DEFAULT_INPUT_SIZE, crop_to_image, decode, flip_test_decode, from_input_tensor, pose_grid, pose_score
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ class PoseEstimatorModule(pl.LightningModule):
         stage: the training stage, "pose" or "finetune" (saved for ``corrtrack.checkpoints.stage_of``).
     """
 
-    def __init__(self, net: dict, layout: str = "coco", input_size: Sequence[int] = (384, 288),
+    def __init__(self, net: dict, layout: str = "coco", input_size: Sequence[int] = DEFAULT_INPUT_SIZE,
                  padding: float = 1.25, lr: float = 1e-3, weight_decay: float = 0.0,
                  milestones: Sequence[int] = (200,), gamma: float = 0.1, heatmap_weight: float = 1.0,
                  offset_weight: float = 1.0, stage_weights: Sequence[float] = (1.0, 1.0),

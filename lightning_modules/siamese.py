@@ -41,12 +41,6 @@ DEFAULT_LOSS = {"include_absent": True}
 DEFAULT_VIS = {"every_n_epochs": 1, "queries": 3}
 
 
-def target_cells(batch: dict, w: int) -> Tensor:
-    """(B, P, J, 2) long (x, y) target cells of a batch from its flat ``target_idx`` (-1: absent)."""
-    t = batch["target_idx"].clamp(min=0)
-    return torch.stack([t % w, torch.div(t, w, rounding_mode="floor")], dim=-1)
-
-
 def pck_hits(maps: Tensor, target_xy: Tensor, threshold: float = 1.0) -> Tensor:
     """(N,) bool: the (plain, cell-level) argmax of each (N, h, w) map lies within ``threshold`` feature
     cells (Euclidean) of (N, 2) ``target_xy``."""
@@ -92,7 +86,7 @@ class CorrespondenceModule(pl.LightningModule):
         pixels of each map and averaged over the queried keypoints (truncated ones too, unless
         ``loss.include_absent`` is false); ``corrtrack.correspondence.correspondence_bce``."""
         q = batch["query_valid"] if self.include_absent else batch["query_valid"] & batch["present"]
-        cells = target_cells(batch, maps.shape[-1])
+        cells = corr.index_to_cells(batch["target_idx"], maps.shape[-1])
         return corr.correspondence_bce(maps.float(), cells, batch["present"], q, kind=kind)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:

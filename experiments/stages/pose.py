@@ -74,8 +74,8 @@ def evaluate_checkpoint(ckpt: str | Path, overrides: list[str] | None = None, un
     from corrtrack.nets.pose import PoseNet
     from corrtrack.oks import oks_nms
     from corrtrack.pose import PoseEstimator, pose_score
-    from datamodules.sources import read_image
     from corrtrack.evaluation.coco import coco_keypoint_eval
+    from corrtrack.imageio import read_rgb
     from corrtrack.posetrack import load_detections
     from datamodules.topdown import TopDownDataModule
 
@@ -108,7 +108,7 @@ def evaluate_checkpoint(ckpt: str | Path, overrides: list[str] | None = None, un
     sigmas = dm.sigmas
     results = []
     for r, b, s in zip(records, boxes, box_scores):
-        poses = est.estimate([read_image(r.path)], [b])[0]
+        poses = est.estimate([read_rgb(r.path)], [b])[0]
         scores = pose_score(poses, s)
         keep = np.arange(len(poses))
         if cfg.get("val", {}).get("oks_nms") is not None and len(poses):
