@@ -39,10 +39,10 @@ class RefinementModule(CorrespondenceModule):
     stage_name = "refine"
 
     def __init__(self, net: dict | None = None, input_size: int = 256, stride: int = 4,
-                 optim: dict | None = None, loss: dict | None = None, vis: dict | None = None,
-                 joint_layout: str = "coco", siamese_ckpt: str | None = None, stage: str = "refine"):
+                 optim: dict | None = None, loss: dict | None = None, joint_layout: str = "coco",
+                 siamese_ckpt: str | None = None, stage: str = "refine"):
         # ``stage`` is saved for corrtrack.checkpoints (and handed back by load_from_checkpoint); fixed here
-        super().__init__(optim, loss, vis)
+        super().__init__(optim, loss)
         net = dict(net or {})
         self.siamese = freeze(SiameseNet(**dict(net.get("siamese") or {})))
         ref_kwargs = dict(net.get("refinement") or {})

@@ -17,7 +17,9 @@ from experiments.stages import StageParts
 def build(cfg: DictConfig, run_dir: Path) -> StageParts:
     from datamodules.pairs import PairDataModule
 
-    sections = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("optim", "loss", "vis")}
+    from callbacks.figures import AffinityFigure
+
+    sections = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("optim", "loss")}
     common = dict(input_size=int(cfg.data.input_size), stride=int(cfg.data.stride),
                   joint_layout=str(cfg.data.train_format), **sections)
     m = cfg.model
@@ -43,8 +45,9 @@ def build(cfg: DictConfig, run_dir: Path) -> StageParts:
             **common)
     else:
         raise ValueError(f"this builder serves 'siamese' and 'refine', not {cfg.stage!r}")
-    module.figure_dir = Path(run_dir) / "figures"
-    return StageParts(module=module, datamodule=PairDataModule(cfg.data, seed=int(cfg.seed)))
+    figure = AffinityFigure(Path(run_dir) / "figures", cfg.stage, int(cfg.figures.every_n_validations),
+                            int(cfg.figures.samples))
+    return StageParts(module=module, datamodule=PairDataModule(cfg.data, seed=int(cfg.seed)), callbacks=[figure])
 
 
 def main(argv: list[str] | None = None) -> int:
