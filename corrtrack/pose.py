@@ -223,22 +223,16 @@ class PoseEstimator:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **overrides
                         ) -> "PoseEstimator":
-        """Load a ``PoseEstimatorModule`` Lightning checkpoint without importing Lightning: the net is
-        rebuilt from ``hyper_parameters["net"]`` and loaded from the ``net.``-prefixed state dict;
-        ``input_size``, ``layout``, ``padding``, ``flip_test`` come from the hyper-parameters unless
-        given in ``overrides`` (any :class:`PoseEstimator` argument)."""
-        from corrtrack.nets.pose import PoseNet
+        """Load a ``PoseEstimatorModule`` Lightning checkpoint (a file or a run folder) without importing
+        Lightning (``corrtrack.checkpoints``): the net is rebuilt from ``hyper_parameters["net"]`` and
+        loaded from the ``net.``-prefixed state dict; ``input_size``, ``layout``, ``padding``,
+        ``flip_test`` come from the hyper-parameters unless given in ``overrides`` (any
+        :class:`PoseEstimator` argument)."""
+        from corrtrack import checkpoints
 
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"pose checkpoint not found: {path}")
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        hp = ckpt.get("hyper_parameters") or {}
-        if "net" not in hp:
-            raise ValueError(f"{path}: not a pose checkpoint (hyper_parameters has no 'net')")
-        net = PoseNet(**dict(hp["net"]))
-        state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-        net.load_state_dict(state)
+        ck = checkpoints.load(path, accept=("pose", "finetune"))
+        net = checkpoints.pose_net(ck)
+        hp = ck.hparams
         kwargs = dict(input_size=tuple(hp.get("input_size", (384, 288))), layout=hp.get("layout", "coco"),
                       padding=float(hp.get("padding", DEFAULT_PADDING)),
                       flip_test=bool(hp.get("flip_test", True)))

@@ -18,14 +18,14 @@ Randomness is worker-safe: each training sample draws a seed from torch's defaul
 per DataLoader worker, epoch and rank by Lightning); validation crops are deterministic.
 
 Evaluation helpers: :func:`build_coco_gt` (pycocotools COCO object in memory from records, any layout),
-:func:`coco_keypoint_eval` (COCOeval keypoints with the layout's sigmas), :func:`load_detections`.
+:func:`coco_keypoint_eval` (COCOeval keypoints with the layout's sigmas). Detection files are read by
+``corrtrack.posetrack.load_detections``.
 """
 from __future__ import annotations
 
 import albumentations as A  # module level: a first import in a forked worker trips wandb's import hook
 import contextlib
 import io
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +39,7 @@ from torch.utils.data import DataLoader, Dataset
 from corrtrack import geometry
 from corrtrack.keypoints import NUM_JOINTS, layout as keypoint_layout
 from corrtrack.pose import DEFAULT_PADDING, encode_targets, to_input_tensor
+from corrtrack.posetrack import load_detections
 from datamodules.sources import ImageRecord, dataset_root, load_records, read_image
 from datamodules.augment import augment_from_config
 from datamodules.workers import worker_init
@@ -95,7 +96,8 @@ class TopDownDataset(Dataset):
         stride: output stride of the net (target grid).
         layout: ``"coco"`` | ``"posetrack"`` (flip permutation).
         train: augment and draw fresh randomness per sample; otherwise plain deterministic crops.
-        detections: validation boxes per image id ``{image_id: [(box, score), ...]}``; None = GT boxes.
+        detections: validation boxes per image id ``{image_id: (N, 5) [x, y, w, h, score]}`` (as
+            ``corrtrack.posetrack.load_detections`` returns them); None = GT boxes.
         min_keypoints: persons with fewer labeled joints are skipped (GT instances).
     """
 
@@ -128,8 +130,8 @@ class TopDownDataset(Dataset):
         out = []
         for r, rec in enumerate(self.records):
             if detections is not None:
-                for box, score in detections.get(rec.image_id, ()):
-                    out.append(Instance(r, np.asarray(box, np.float64), float(score), -1))
+                for det in detections.get(rec.image_id, ()):
+                    out.append(Instance(r, np.array(det[:4], np.float64), float(det[4]), -1))
                 continue
             for p in range(len(rec.keypoints)):
                 box = np.asarray(rec.boxes[p], np.float64)
@@ -290,41 +292,6 @@ def coco_keypoint_eval(coco_gt, results: Sequence[Mapping], sigmas: np.ndarray,
         ev.summarize()
     # COCOeval reports -1 where a category/area has no ground truth; report 0 instead.
     return {k: float(max(v, 0.0)) for k, v in zip(COCO_STAT_NAMES, ev.stats)}
-
-
-def load_detections(path: str | Path, min_score: float = 0.0) -> dict[int, list[tuple[np.ndarray, float]]]:
-    """Person detections from a COCO results JSON ([{image_id, bbox [x, y, w, h], score, category_id}]),
-    or a folder of such files (e.g. one per PoseTrack video) -> {image_id: [(box, score), ...]}
-    (category 1 only, score >= ``min_score``)."""
-    path = Path(path)
-    if path.is_dir():
-        files = sorted(path.glob("*.json"))
-        if not files:
-            raise FileNotFoundError(f"no detection files (*.json) in {path} (data.det_file)")
-    elif path.is_file():
-        files = [path]
-    else:
-        raise FileNotFoundError(f"detection file not found: {path} (data.det_file)")
-    out: dict[int, list[tuple[np.ndarray, float]]] = {}
-    for f in files:
-        try:
-            dets = json.loads(f.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{f}: not a JSON file ({e})") from None
-        if not isinstance(dets, list):
-            raise ValueError(f"{f}: expected a COCO results list of detections, got {type(dets).__name__}")
-        for i, d in enumerate(dets):
-            try:
-                if int(d.get("category_id", 1)) != 1:
-                    continue
-                score = float(d.get("score", 1.0))
-                box = np.asarray(d["bbox"], np.float64).reshape(4)
-                image_id = int(d["image_id"])
-            except (KeyError, TypeError, ValueError, AttributeError) as e:
-                raise ValueError(f"{f}: detection #{i} lacks a valid image_id/bbox ({e!r})") from None
-            if score >= min_score and box[2] > 1 and box[3] > 1:
-                out.setdefault(image_id, []).append((box, score))
-    return out
 
 
 # ------------------------------------------------------------------------------------------------

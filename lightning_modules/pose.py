@@ -46,6 +46,7 @@ class PoseEstimatorModule(pl.LightningModule):
         oks_nms: OKS threshold of the NMS applied to validation predictions from detection boxes (None: off).
         figure_crops, figure_every_n_epochs: validation contact sheet (0 = none).
         figures_dir: where the sheets go (not a hyper-parameter).
+        stage: the training stage, "pose" or "finetune" (saved for ``corrtrack.checkpoints.stage_of``).
     """
 
     def __init__(self, net: dict, layout: str = "coco", input_size: Sequence[int] = (384, 288),
@@ -53,7 +54,7 @@ class PoseEstimatorModule(pl.LightningModule):
                  milestones: Sequence[int] = (200,), gamma: float = 0.1, heatmap_weight: float = 1.0,
                  offset_weight: float = 1.0, stage_weights: Sequence[float] = (1.0, 1.0),
                  flip_test: bool = True, oks_nms: float | None = None, figure_crops: int = 16,
-                 figure_every_n_epochs: int = 1, figures_dir: str | None = None):
+                 figure_every_n_epochs: int = 1, figures_dir: str | None = None, stage: str = "pose"):
         super().__init__()
         self.save_hyperparameters(ignore=["figures_dir"])
         self.hparams["net"] = dict(net)

@@ -8,7 +8,8 @@ Checkpoint contract (``corrtrack.correspondence.load_correspondence_checkpoint``
 nets are the attributes ``siamese`` and ``refinement``; ``hparams["net"]`` = {"siamese": SiameseNet
 kwargs, "refinement": RefinementNet kwargs or None}; ``hparams["input_size"]`` the training pair size;
 ``hparams["stride"]`` 4; ``hparams["joint_layout"]`` the layout of the 17 training slots ("coco" or
-"posetrack"; the refinement net's channels follow it).
+"posetrack"; the refinement net's channels follow it); ``hparams["stage"]`` the stage ("siamese" |
+"refine", what ``corrtrack.checkpoints.stage_of`` reads).
 
 Metrics (keys namespaced, DESIGN §5):
 - ``train/loss``, ``val/loss``: eq. 4 (resp. 5), summed over the pixels of a map, averaged over the
@@ -79,7 +80,8 @@ class CorrespondenceModule(pl.LightningModule):
     def _save_hparams(self, input_size: int, stride: int, joint_layout: str, **extra: Any) -> None:
         """The checkpoint contract: ``net`` holds both nets' constructor kwargs."""
         ref = self.refinement.config() if self.refinement is not None else None
-        self.save_hyperparameters({"net": {"siamese": self.siamese.config(), "refinement": ref},
+        self.save_hyperparameters({"stage": self.stage_name,
+                                   "net": {"siamese": self.siamese.config(), "refinement": ref},
                                    "input_size": int(input_size), "stride": int(stride),
                                    "optim": self.optim_cfg, "loss": self.loss_cfg, "vis": self.vis_cfg,
                                    "joint_layout": joint_layout, **extra})
@@ -265,7 +267,8 @@ class SiameseModule(CorrespondenceModule):
 
     def __init__(self, net: dict | None = None, input_size: int = 256, stride: int = 4,
                  optim: dict | None = None, loss: dict | None = None, vis: dict | None = None,
-                 joint_layout: str = "coco"):
+                 joint_layout: str = "coco", stage: str = "siamese"):
+        # ``stage`` is saved for corrtrack.checkpoints (and handed back by load_from_checkpoint); fixed here
         super().__init__(optim, loss, vis)
         self.siamese = SiameseNet(**dict((net or {}).get("siamese") or {}))
         self.refinement = None

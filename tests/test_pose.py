@@ -201,15 +201,6 @@ def test_estimate_handles_empty_frames_and_posetrack_slots():
 # --------------------------------------------------------------------------------------------------
 # configs and training stages
 # --------------------------------------------------------------------------------------------------
-def test_pose_and_finetune_configs_have_the_same_keys():
-    from experiments.config import _all_keys, load_config
-
-    p, f = load_config("pose"), load_config("finetune")
-    assert set(_all_keys(p)) == set(_all_keys(f))
-    assert p.model.layout == "coco" and f.model.layout == "posetrack"
-    assert f.model.init_ckpt == "latest"
-
-
 SMALL = ["model.net.width=0.125", "data.input_size=[64,48]", "data.batch_size=2", "data.num_workers=0",
          "logger.wandb=false"]
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from corrtrack.evaluation.lsap import linear_sum_assignment
+from corrtrack.assignment import linear_sum_assignment
 from corrtrack.evaluation.prepare import DIST_THRESH, J, PreparedSequence
 
 ALPHAS = np.arange(0.05, 0.99, 0.05)           # TrackEval's 19 thresholds

@@ -20,7 +20,7 @@ import numpy as np
 
 from corrtrack.evaluation.polygon import points_in_any
 from corrtrack.keypoints import EVAL_TO_POSETRACK, NUM_EVAL_JOINTS
-from corrtrack.posetrack.types import Frame, Sequence
+from corrtrack.posetrack.types import Frame, Sequence, head_size
 
 
 MIN_SCORE = -9999.0      # poseval's score for a predicted joint without one
@@ -297,10 +297,8 @@ def prepare_sequence(name: str, gt: Sequence, pred: Sequence | None, report: Rep
         _report_frames(report, src, f"{what}-nonfinite", f"{{n}} {what} joint(s) have NaN or infinite "
                        "coordinates: they count as present joints that never match (as in poseval)",
                        side.mask & ~np.isfinite(side.kp).all(-1), fr, frame_index)
-    x, y, w, h = G.head.T
+    hs = head_size(G.head)                         # poseval: 0.6 |(x2, y2) - (x1, y1)|, x2 = x1 + w
     with np.errstate(invalid="ignore"):
-        dx, dy = (x + w) - x, (y + h) - y          # poseval: 0.6 |(x2, y2) - (x1, y1)|, x2 = x1 + w
-        hs = 0.6 * np.sqrt(dx * dx + dy * dy)
         bad_head = ~(np.isfinite(hs) & (hs > 0)) & G.mask.any(1)
     _report_frames(report, gt_src, "gt-head-box", "{n} GT person(s) with joints have no usable head box "
                    "(missing, zero-size or not finite): their joints cannot be matched and count as missed",

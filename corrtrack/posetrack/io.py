@@ -182,11 +182,12 @@ def _box_or_none(v: Any, path, field, frame) -> np.ndarray | None:
     return _numbers(v, 4, path, field, frame)
 
 
-def _new_person(keypoints, present, track_id, scores, bbox, head_box, has_points=True, score=None) -> Person:
+def _new_person(keypoints, present, track_id, scores, bbox, head_box, has_points=True, score=None,
+                ann_id=None) -> Person:
     # Fast construction for the loaders: the arrays are already validated and shaped.
     p = Person.__new__(Person)
     p.keypoints, p.present, p.track_id, p.scores = keypoints, present, track_id, scores
-    p.bbox, p.head_box, p.has_points, p.score = bbox, head_box, has_points, score
+    p.bbox, p.head_box, p.has_points, p.score, p.ann_id = bbox, head_box, has_points, score, ann_id
     return p
 
 
@@ -267,19 +268,21 @@ def _parse_2018(data: dict, path, name: str) -> Sequence:
         if isinstance(lab, list):
             lab = lab[0] if lab else None
         vid_id = im.get("vid_id", vid_id)
+        w, h = im.get("width"), im.get("height")
         frames.append(Frame(file_name=fn, image_id=iid, persons=[],
                             is_labeled=None if lab is None else bool(lab),
-                            ignore_regions=_regions_2018(im, path, i)))
+                            ignore_regions=_regions_2018(im, path, i),
+                            width=int(w) if _is_num(w) else None, height=int(h) if _is_num(h) else None))
 
     # Pass 1: validate and collect (a batch fast path for well-formed files, else annotation by annotation);
     # pass 2: one batched float conversion for all keypoints.
     unknown = 0
     fast = _anns_fast_2018(anns, index, n_file)
     if fast is not None:
-        owners, idx, kps, tids, scores, bboxes, heads, pscores = fast
+        owners, idx, kps, tids, scores, bboxes, heads, pscores, aids = fast
         anns = ()
     else:
-        owners, idx, kps, tids, scores, bboxes, heads, pscores = [], [], [], [], [], [], [], []
+        owners, idx, kps, tids, scores, bboxes, heads, pscores, aids = [], [], [], [], [], [], [], [], []
     for k, ann in enumerate(anns):
         fld = f"annotations[{k}]"
         if not isinstance(ann, dict):
@@ -322,6 +325,8 @@ def _parse_2018(data: dict, path, name: str) -> Sequence:
         bboxes.append(_box_or_none(ann.get("bbox"), path, fld + ".bbox", fi))
         heads.append(_box_or_none(ann.get("bbox_head"), path, fld + ".bbox_head", fi))
         pscores.append(ps)
+        aid = ann.get("id")
+        aids.append(aid if isinstance(aid, (int, str)) and not isinstance(aid, bool) else None)
     if unknown:
         log.warning("%s: %d annotation(s) refer to an image id that is not in 'images'; ignored", path,
                     unknown)
@@ -348,7 +353,7 @@ def _parse_2018(data: dict, path, name: str) -> Sequence:
     for k, fi in enumerate(owners):
         r = srow.get(k)
         frames[fi].persons.append(_new_person(arr[k], present[k], tids[k], None if r is None else sarr[r],
-                                              bboxes[k], heads[k], True, pscores[k]))
+                                              bboxes[k], heads[k], True, pscores[k], aids[k]))
     return Sequence(name=name, frames=frames, format="2018", path=path, vid_id=vid_id)
 
 
@@ -393,6 +398,7 @@ def _anns_fast_2018(anns: list, index: dict, n_file: int):
         heads = [a.get("bbox_head") for a in anns]
         boxes = [a.get("bbox") for a in anns]
         pss = [a.get("score") for a in anns]
+        aids = [a.get("id") for a in anns]
     except (KeyError, TypeError, AttributeError):
         return None
     n = 3 * n_file
@@ -414,7 +420,8 @@ def _anns_fast_2018(anns: list, index: dict, n_file: int):
     if heads is None or boxes is None:
         return None
     pss = [None if p is None else float(p) for p in pss]
-    return fis, list(range(len(anns))), kps, tids, scores, boxes, heads, pss
+    aids = [a if type(a) in (int, str) else None for a in aids]
+    return fis, list(range(len(anns))), kps, tids, scores, boxes, heads, pss, aids
 
 
 def _batch_numbers(rows: list, n: int, path, field: str, owners: list[int], ann_idx: list[int]) -> np.ndarray:
