@@ -30,7 +30,7 @@ from corrtrack.evaluation.hota import ALPHAS, _max_similarity_pairs
 from corrtrack.evaluation.polygon import points_in_any
 from corrtrack.evaluation.prepare import J, Report, _assign_ids, _Ids, pair_frames
 from corrtrack.keypoints import EVAL_TO_POSETRACK
-from corrtrack.posetrack.types import Frame, Person, Sequence
+from corrtrack.posetrack.types import Frame, Person, Sequence, head_size
 
 KIT_SLOPE = -1.0 / 0.5001             # the kit's similarity slope (``distance2sim``)
 _EPS = np.finfo(float).eps
@@ -80,12 +80,10 @@ def _side(persons: list[Person], regions: list[np.ndarray]) -> tuple[np.ndarray,
 
 
 def _head_sizes(persons: list[Person]) -> np.ndarray:
+    """(N,) head sizes as the kit computes them (0.6 |(x2, y2) - (x1, y1)|, x2 = x1 + w); NaN without a box."""
     if not persons:
         return np.zeros(0)
-    x, y, w, h = np.stack([p.head_box if p.head_box is not None else _NAN4 for p in persons]).T
-    with np.errstate(invalid="ignore", over="ignore"):
-        dx, dy = (x + w) - x, (y + h) - y                    # the kit: 0.6 |(x2, y2) - (x1, y1)|, x2 = x1 + w
-        return 0.6 * np.sqrt(dx * dx + dy * dy)
+    return head_size(np.stack([p.head_box if p.head_box is not None else _NAN4 for p in persons]))
 
 
 def prepare_kit_sequence(gt: Sequence, pred: Sequence | None) -> tuple[list[KitFrame], int, int]:
