@@ -264,7 +264,7 @@ def prepare_sequence(name: str, gt: Sequence, pred: Sequence | None, report: Rep
     psc = P.raw_scores
     nan = np.isnan(psc)
     if nan.any():
-        if pred is not None and pred.format == "2018":          # a NaN in the file, not a missing score
+        if pred is not None and pred.format in ("2018", "2021"):          # a NaN in the file, not a missing score
             _report_frames(report, pred_src, "nan-score",
                            "{n} predicted joint score(s) are NaN: ranked like a missing score "
                            f"({MISSING_SCORE:g}); poseval would rank them first", nan & P.mask, p_frame,
