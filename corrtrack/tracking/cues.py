@@ -21,14 +21,14 @@ _FAR = 1e9          # where an undetected candidate joint is put for OKS: it nev
 
 def masked_oks(ref: np.ndarray, cand: np.ndarray, joint_threshold: float) -> np.ndarray:
     """OKS of (T, 17, 3) reference poses (the tracks) with (P, 17, 3) candidates, counting the reference
-    joints scoring >= ``joint_threshold``; a candidate joint scoring below it counts as a miss (similarity
+    joints scoring >= ``joint_threshold`` (and > 0); a candidate joint scoring below it counts as a miss (similarity
     0). Area = the box of the reference's counted joints. Returns (T, P) in [0, 1]."""
     ref = np.asarray(ref, dtype=np.float64).reshape(-1, 17, 3)
     cand = np.asarray(cand, dtype=np.float64).reshape(-1, 17, 3)
     if len(ref) == 0 or len(cand) == 0:
         return np.zeros((len(ref), len(cand)))
     r = ref.copy()
-    r[..., 2] = np.where(ref[..., 2] >= joint_threshold, np.maximum(ref[..., 2], 1e-6), 0.0)
+    r[..., 2] = np.where((ref[..., 2] >= joint_threshold) & (ref[..., 2] > 0), ref[..., 2], 0.0)
     c = cand.copy()
     c[..., :2] = np.where((cand[..., 2:3] >= joint_threshold) & (cand[..., 2:3] > 0), cand[..., :2], _FAR)
     return oks_matrix(r, c, pose_area(r, 0.0), POSETRACK_SIGMAS, min_score=0.0)
@@ -37,13 +37,13 @@ def masked_oks(ref: np.ndarray, cand: np.ndarray, joint_threshold: float) -> np.
 def correspondence_similarity(values: np.ndarray, track_scores: np.ndarray, cand_scores: np.ndarray,
                               tau: float, joint_threshold: float) -> np.ndarray:
     """Eq. 6: S(T^q, B^p) = sum_j C_j^q(j^p) [C > tau] / sum_j [C > tau] over the joints both poses detect
-    (score >= ``joint_threshold``); 0 when no joint passes.
+    (score >= ``joint_threshold`` and > 0); 0 when no joint passes.
 
     values: (T, P, 17) map values of each track's maps at each candidate's joints; track_scores (T, 17);
     cand_scores (P, 17). Returns (T, P)."""
     v = np.asarray(values, dtype=np.float64)
-    ok = (v > tau) & (np.asarray(track_scores)[:, None, :] >= joint_threshold) \
-        & (np.asarray(cand_scores)[None, :, :] >= joint_threshold)
+    ts, cs = np.asarray(track_scores), np.asarray(cand_scores)
+    ok = (v > tau) & ((ts >= joint_threshold) & (ts > 0))[:, None, :] & ((cs >= joint_threshold) & (cs > 0))[None]
     n = ok.sum(-1)
     return np.where(n > 0, (v * ok).sum(-1) / np.maximum(n, 1), 0.0)
 

@@ -248,7 +248,7 @@ def precompute_video(video: Video, config: TrackingConfig, models: Models, cues:
         cache.candidates[f] = cands
 
         # --- association data of every pair (a, f)
-        for a in earlier:
+        for a in (earlier if parts & {"corr", "flow"} else []):
             pd = cache.pairs.setdefault((a, f), PairData(a, f))
             qa = cache.candidates[a]
             if "corr" in parts:

@@ -120,7 +120,8 @@ def track(cache: VideoCache, config: TrackingConfig | None = None, cue: str | No
     for k, f in enumerate(cache.frames):
         cands = cache.candidates[f]
         frame_ids = np.full(len(cands), -1, dtype=np.int64)
-        usable = (cands.poses[:, :, 2] >= mjt).sum(1) >= kmin if len(cands) else np.zeros(0, dtype=bool)
+        sc = cands.poses[:, :, 2]
+        usable = ((sc >= mjt) & (sc > 0)).sum(1) >= kmin if len(cands) else np.zeros(0, dtype=bool)
         active = [t for t in active if k - t.last[0] <= window]
         matched_rows, matched_cols = [], []
         if active and usable.any():
