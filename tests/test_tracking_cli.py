@@ -220,3 +220,19 @@ def test_cli_detections(tiny_world, ckpts, tmp_path, capsys):
     pred = json.loads(next(out.glob("*.json")).read_text())
     assert pred["annotations"] and all(len(a["scores"]) == 17 for a in pred["annotations"])
     assert np.isfinite([v for a in pred["annotations"] for v in a["keypoints"]]).all()
+
+
+def test_tracking_benchmark_reports_every_cue(tiny_world, models, capsys):
+    """The speed benchmark runs (figures, not a timed test): frames/s and a breakdown per cue."""
+    from corrtrack.tracking.bench import HistogramEmbedder, format_bench, run_tracking_bench
+
+    m = Models(pose=models.pose, corr=models.corr, reid=HistogramEmbedder())
+    res = run_tracking_bench(tiny_world, "val", 1, TrackingConfig.from_overrides(SMALL), m, ("oks", "reid", "corr"),
+                             max_frames=8, warmup=False)
+    assert set(res["per_cue"]) == {"oks", "reid", "corr"}
+    n = len(load_videos(tiny_world / "posetrack", "val", 1)[0].head(8).labeled())
+    for r in list(res["per_cue"].values()) + [res["all"]]:
+        assert r["fps"] > 0 and r["frames"] == n
+        assert r["breakdown"]["pose"] > 0 and r["breakdown"]["features"] > 0
+    assert res["per_cue"]["reid"]["breakdown"]["reid"] > 0 and res["per_cue"]["oks"]["breakdown"]["reid"] == 0
+    assert "frames/s" in format_bench(res)

@@ -46,6 +46,14 @@ class Video:
                                      f"{self.gt.path or 'GT'})")
         return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
+    def head(self, num_frames: int) -> "Video":
+        """The same video cut to its first ``num_frames`` frames (a cheaper evaluation: its predictions
+        are evaluated against the cut GT, ``head(n).gt``)."""
+        frames = self.gt.frames[:max(int(num_frames), 0)]
+        seq = Sequence(name=self.gt.name, frames=frames, format=self.gt.format, path=self.gt.path,
+                       vid_id=self.gt.vid_id)
+        return Video(self.name, seq, self.image_root)
+
     def labeled(self) -> list[int]:
         """Frames holding GT persons (the frames the evaluation reads)."""
         return [i for i, f in enumerate(self.gt.frames) if f.persons]
