@@ -84,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
     import torch
 
     from corrtrack.tracking import (CUES, TrackingConfig, evaluate_cues, format_table, load_videos,
-                                    read_detection_file, render_video, track_videos, write_prediction)
+                                    render_video, track_videos, video_detections, write_prediction)
     from corrtrack.tracking.candidates import detection_file_for
     from corrtrack.tracking.models import load_models
 
@@ -123,7 +123,8 @@ def _run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
 
     def detections(video):
-        return read_detection_file(det_files[video.name])
+        return video_detections(video.name, det_files[video.name], args.posetrack_root, args.split,
+                                config.detection_min_score)
 
     for video, cache, results in track_videos(videos, config, models, cues, detections=detections,
                                               progress=progress):

@@ -12,7 +12,7 @@ from corrtrack.correspondence import CorrespondenceModel
 from corrtrack.evaluation import evaluate
 from corrtrack.tracking import (Candidates, Models, PairData, TrackingConfig, TrackingConfigError, correspondence_similarity,
                                 evaluate_cues, masked_oks, match, precompute_video, track, write_prediction)
-from corrtrack.tracking.candidates import gt_boxes, person_box, propagated_box, read_detection_file
+from corrtrack.tracking.candidates import gt_boxes, person_box, propagated_box
 from corrtrack.tracking.output import thresholded_pose
 from corrtrack.tracking.precompute import recover_poses
 from tests.tracking_helpers import USED, PositionCodeNet, hand_cache, make_pose, make_video
@@ -299,17 +299,23 @@ def test_gt_box_falls_back_to_the_joints_extent():
     np.testing.assert_allclose(person_box(p), [84, 50, 32, 95])
 
 
-def test_detection_file(tmp_path):
-    f = tmp_path / "d.json"
-    f.write_text(json.dumps([{"image_id": 5, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.9},
-                             {"image_id": 5, "category_id": 1, "bbox": [1, 2, 3, 4], "score": 0.2},
-                             {"image_id": 6, "category_id": 2, "bbox": [1, 2, 3, 4], "score": 0.9}]))
-    d = read_detection_file(f, min_score=0.5)
-    assert list(d) == [5] and d[5].tolist() == [[1, 2, 3, 4, 0.9]]
-    f.write_text(json.dumps([{"image_id": 5, "bbox": [1, 2]}]))
-    from corrtrack.tracking import TrackingInputError
-    with pytest.raises(TrackingInputError, match="d.json: entry 0"):
-        read_detection_file(f)
+def test_detection_file_of_a_video(tmp_path):
+    """One file for all videos, a folder of <video>.json, or the synthetic world's default layout."""
+    from corrtrack.tracking import TrackingInputError, video_detections
+
+    dets = [{"image_id": 5, "category_id": 1, "bbox": [1, 2, 30, 40], "score": 0.9},
+            {"image_id": 5, "category_id": 1, "bbox": [1, 2, 30, 40], "score": 0.2}]
+    one = tmp_path / "all.json"
+    one.write_text(json.dumps(dets))
+    assert video_detections("v1", one, tmp_path, "val", 0.5)[5].tolist() == [[1, 2, 30, 40, 0.9]]
+    (tmp_path / "folder").mkdir()
+    (tmp_path / "folder" / "v1.json").write_text(json.dumps(dets))
+    assert len(video_detections("v1", tmp_path / "folder", tmp_path, "val")[5]) == 2
+    (tmp_path / "detections" / "val").mkdir(parents=True)
+    (tmp_path / "detections" / "val" / "v1.json").write_text(json.dumps(dets[:1]))
+    assert len(video_detections("v1", None, tmp_path, "val")[5]) == 1
+    with pytest.raises(TrackingInputError, match="v2.json: detection file missing for video v2"):
+        video_detections("v2", None, tmp_path, "val")
 
 
 # ------------------------------------------------------------------------------------------ config

@@ -12,7 +12,7 @@ The pieces, in the order they run::
     seq = result.to_sequence()                                           # PoseTrack 2018 prediction
     table = evaluate_cues(videos, {"corr": {video.name: seq}})            # IDSW, MOTA, mAP, HOTA
 """
-from corrtrack.tracking.candidates import Candidates, read_detection_file
+from corrtrack.tracking.candidates import Candidates, video_detections
 from corrtrack.tracking.config import (BOX_SOURCES, CUES, PRESETS, TrackingConfig, TrackingConfigError)
 from corrtrack.tracking.cues import correspondence_similarity, make_cue, masked_oks
 from corrtrack.tracking.output import render_video, to_sequence, write_prediction
@@ -24,5 +24,5 @@ from corrtrack.tracking.video import TrackingInputError, Video, load_videos
 __all__ = ["BOX_SOURCES", "CUES", "PRESETS", "Candidates", "Models", "PairData", "Track", "TrackResult",
            "TrackingConfig", "TrackingConfigError", "TrackingInputError", "Video", "VideoCache",
            "correspondence_similarity", "evaluate_cues", "format_table", "load_videos", "make_cue", "masked_oks",
-           "match", "merge_tracks", "precompute_video", "read_detection_file", "render_video", "to_sequence",
-           "track", "track_video", "track_videos", "write_prediction"]
+           "match", "merge_tracks", "precompute_video", "render_video", "to_sequence",
+           "track", "track_video", "track_videos", "video_detections", "write_prediction"]

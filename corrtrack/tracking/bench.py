@@ -79,9 +79,9 @@ def run_tracking_bench(data: str | Path, split: str = "val", max_videos: int | N
     if max_frames is not None:
         videos = [v.head(max_frames) for v in videos]
     if config.boxes == "detections":
-        from corrtrack.tracking.candidates import detection_file_for, read_detection_file
+        from corrtrack.tracking.candidates import video_detections
 
-        dets = {v.name: read_detection_file(detection_file_for(v.name, None, root, split)) for v in videos}
+        dets = {v.name: video_detections(v.name, None, root, split, config.detection_min_score) for v in videos}
     else:
         dets = {}
 

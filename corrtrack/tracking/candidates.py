@@ -6,7 +6,6 @@ x, y, score in PoseTrack 2018 slot order.
 """
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ import numpy as np
 
 from corrtrack.keypoints import NUM_JOINTS, POSETRACK_SIGMAS
 from corrtrack.oks import oks_nms
+from corrtrack.posetrack import load_detections
 from corrtrack.posetrack.types import Frame, Person
 from corrtrack.tracking.video import TrackingInputError
 
@@ -103,38 +103,6 @@ def gt_pose_candidates(frame: Frame) -> Candidates:
 
 # ------------------------------------------------------------------------------------------ detections
 
-def read_detection_file(path: str | os.PathLike, min_score: float = 0.0) -> dict:
-    """A COCO results JSON (a list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``) ->
-    {image_id: (N, 5) [x, y, w, h, score]}, persons (category 1) scoring >= ``min_score`` only.
-    Raises TrackingInputError naming the file and the entry."""
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except OSError as e:
-        raise TrackingInputError(f"{path}: cannot read detection file ({e.strerror or e})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise TrackingInputError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(data, list):
-        raise TrackingInputError(f"{path}: expected a JSON list of detections (COCO results format), got "
-                                 f"{type(data).__name__}")
-    out: dict = {}
-    for k, d in enumerate(data):
-        if not isinstance(d, dict) or "image_id" not in d or "bbox" not in d:
-            raise TrackingInputError(f"{path}: entry {k} needs 'image_id' and 'bbox' (COCO results format)")
-        if d.get("category_id", 1) != 1:
-            continue
-        box = d["bbox"]
-        score = d.get("score", 1.0)
-        if (not isinstance(box, list) or len(box) != 4
-                or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in box + [score])):
-            raise TrackingInputError(f"{path}: entry {k}: 'bbox' must be 4 numbers [x, y, w, h] and 'score' a "
-                                     "number")
-        if score < min_score or box[2] <= 0 or box[3] <= 0:
-            continue
-        out.setdefault(d["image_id"], []).append([*box, score])
-    return {k: np.asarray(v, dtype=np.float64).reshape(-1, 5) for k, v in out.items()}
-
-
 def detection_file_for(video_name: str, detections: str | os.PathLike | None, root: str | os.PathLike,
                        split: str) -> Path:
     """The detection file of a video: ``detections`` itself when it is a file (one file for all videos),
@@ -150,6 +118,13 @@ def detection_file_for(video_name: str, detections: str | os.PathLike | None, ro
     if not path.is_file():
         raise TrackingInputError(f"{path}: detection file missing for video {video_name}{hint}")
     return path
+
+
+def video_detections(video_name: str, detections: str | os.PathLike | None, root: str | os.PathLike, split: str,
+                     min_score: float = 0.0) -> dict[int, np.ndarray]:
+    """The detections of one video ({image_id: (N, 5) [x, y, w, h, score]}, best first) from the file
+    :func:`detection_file_for` finds (``corrtrack.posetrack.load_detections``; errors name the file)."""
+    return load_detections(detection_file_for(video_name, detections, root, split), min_score)
 
 
 # --------------------------------------------------------------------------------------------- helpers

@@ -50,57 +50,27 @@ def resolve_weights(kind: str, path: str | Path | None) -> Path:
     return p
 
 
-def _read(path: Path, flag: str) -> dict:
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:                         # truncated, not a torch file, ...
-        raise TrackingInputError(f"{flag} {path}: cannot be read as a checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise TrackingInputError(f"{flag} {path}: not a Lightning checkpoint (no 'state_dict')")
-    return ckpt
-
-
-def _stage(ckpt: dict) -> str:
-    hp = ckpt.get("hyper_parameters") or {}
-    stage = hp.get("stage") if hasattr(hp, "get") else None
-    if stage:
-        return str(stage)
-    net = hp.get("net") if hasattr(hp, "get") else None
-    if hasattr(net, "keys") and ("siamese" in net or "refinement" in net):
-        return "refine" if net.get("refinement") else "siamese"
-    if any(k.startswith("net.") for k in ckpt["state_dict"]):
-        return "pose"
-    return "unknown"
-
-
 def load_pose(path: Path, device: str | torch.device = "cpu") -> Any:
-    """A ``corrtrack.pose.PoseEstimator`` from a pose / finetune checkpoint."""
+    """A ``corrtrack.pose.PoseEstimator`` from a pose / finetune checkpoint (file or run folder)."""
+    from corrtrack.checkpoints import CheckpointError
     from corrtrack.pose import PoseEstimator
 
-    stage = _stage(_read(path, "--pose-ckpt"))
-    if stage not in ("pose", "finetune"):
-        raise TrackingInputError(f"--pose-ckpt {path}: a checkpoint of the '{stage}' stage, not of the pose "
-                                 "estimator (pose or finetune)")
     try:
         return PoseEstimator.from_checkpoint(path, device=device)
-    except (ValueError, TypeError, RuntimeError, KeyError) as e:
-        raise TrackingInputError(f"--pose-ckpt {path}: {e}") from None
+    except CheckpointError as e:
+        raise TrackingInputError(f"--pose-ckpt: {e}") from None
 
 
 def load_corr(path: Path, input_size: int, device: str | torch.device = "cpu") -> Any:
-    """A ``corrtrack.correspondence.CorrespondenceModel`` from a refine (or siamese) checkpoint."""
+    """A ``corrtrack.correspondence.CorrespondenceModel`` from a refine (or siamese) checkpoint (file or
+    run folder); the whole frame is letterboxed to ``input_size``."""
+    from corrtrack.checkpoints import CheckpointError
     from corrtrack.correspondence import load_correspondence_checkpoint
 
-    p = Path(path)
-    if p.is_file():
-        stage = _stage(_read(p, "--corr-ckpt"))
-        if stage not in ("siamese", "refine"):
-            raise TrackingInputError(f"--corr-ckpt {path}: a checkpoint of the '{stage}' stage, not of the "
-                                     "correspondence net (refine or siamese)")
     try:
         return load_correspondence_checkpoint(path, device=device, input_size=input_size)
-    except (ValueError, TypeError, RuntimeError, KeyError, FileNotFoundError) as e:
-        raise TrackingInputError(f"--corr-ckpt {path}: {e}") from None
+    except CheckpointError as e:
+        raise TrackingInputError(f"--corr-ckpt: {e}") from None
 
 
 def load_reid(path: Path, device: str | torch.device = "cpu") -> Any:
@@ -111,8 +81,8 @@ def load_reid(path: Path, device: str | torch.device = "cpu") -> Any:
         raise TrackingInputError(f"--reid-ckpt {path}: this version has no re-ID model (corrtrack.reid)") from None
     try:
         return ReIDEmbedder.load(path, device=device)
-    except (ValueError, TypeError, RuntimeError, KeyError, FileNotFoundError) as e:
-        raise TrackingInputError(f"--reid-ckpt {path}: {e}") from None
+    except (ValueError, FileNotFoundError) as e:          # CheckpointError is a ValueError
+        raise TrackingInputError(f"--reid-ckpt: {e}") from None
 
 
 def load_models(config: TrackingConfig, cues: list[str], pose_ckpt: str | Path | None = None,

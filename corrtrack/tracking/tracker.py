@@ -15,18 +15,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from corrtrack.assignment import linear_sum_assignment
 from corrtrack.tracking.config import TrackingConfig
 from corrtrack.tracking.cues import correspondence_similarity, make_cue
 from corrtrack.tracking.precompute import Models, VideoCache, _peak_normalise
-
-
-def linear_sum_assignment(cost: np.ndarray, maximize: bool = False):
-    """The project's LSAP solver (SciPy's algorithm; SciPy itself for large matrices)."""
-    try:
-        from corrtrack.assignment import linear_sum_assignment as lsa
-    except ImportError:                              # before the solver moved out of the evaluation package
-        from corrtrack.evaluation.lsap import linear_sum_assignment as lsa
-    return lsa(cost, maximize=maximize)
 
 
 def match(sim: np.ndarray, min_similarity: float, solver: str = "greedy") -> list[tuple[int, int]]:

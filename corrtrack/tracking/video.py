@@ -9,9 +9,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from corrtrack.imageio import read_rgb
 from corrtrack.posetrack.io import list_json_files, load_sequence
 from corrtrack.posetrack.types import PoseTrackFormatError, Sequence
 
@@ -39,12 +39,12 @@ class Video:
     def image(self, index: int) -> np.ndarray:
         """Frame ``index`` as (H, W, 3) uint8 RGB. Raises TrackingInputError naming the file."""
         path = self.image_path(index)
-        img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-        if img is None:
+        try:
+            return read_rgb(path)
+        except OSError:
             what = "missing" if not path.is_file() else "unreadable or empty"
             raise TrackingInputError(f"{path}: image {what} (frame {index} of video {self.name}, "
-                                     f"{self.gt.path or 'GT'})")
-        return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+                                     f"{self.gt.path or 'GT'})") from None
 
     def head(self, num_frames: int) -> "Video":
         """The same video cut to its first ``num_frames`` frames (a cheaper evaluation: its predictions
