@@ -3,6 +3,7 @@
     python -m corrtrack.bench propagation --data DIR [--ckpt CKPT_OR_RUN_DIR] [--split val]
                                           [--input-size 512] [--out results.json]
     python -m corrtrack.bench speed
+    python -m corrtrack.bench tracking --data DIR [...]     (corrtrack.tracking.bench: tracking frames/s)
 
 ``propagation``: on every pair of consecutive labeled frames (f-1, f) of the PoseTrack-format videos
 under DIR/posetrack (or DIR itself when it holds annotations/), the GT poses of frame f-1 are propagated
@@ -369,8 +370,17 @@ def _print_propagation(result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["tracking"]:                 # tracking speed lives with the tracker
+        from corrtrack.tracking.bench import main as tracking_main
+
+        return tracking_main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m corrtrack.bench", description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("tracking", help="tracking frames/s per cue with a breakdown (corrtrack.tracking.bench; "
+                                    "python -m corrtrack.bench tracking --help)")
     p = sub.add_parser("propagation", help="PCKh of propagated poses: zero motion, DIS flow, Siamese, refined")
     p.add_argument("--data", required=True, help="a world/dataset folder holding posetrack/ (or a PoseTrack root)")
     p.add_argument("--ckpt", default=None, help="refine (or siamese) stage checkpoint or run directory; "
