@@ -17,6 +17,7 @@ SIAMESE_CKPT ?= latest
 POSE_CKPT ?= latest
 REFINE_CKPT ?= latest
 PYTEST_ARGS ?=
+WEIGHTS_ID ?=
 
 # DATA=synth (default): the built-in world; DATA=coco / DATA=posetrack: real data at COCO_ROOT / POSETRACK_ROOT.
 ifeq ($(DATA),synth)
@@ -31,7 +32,7 @@ endif
 RUN := $(PY) -m experiments.run
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test test-slow world preview train-siamese train-refine train-pose finetune-pose \
+.PHONY: help venv demo test test-slow world preview train-siamese train-refine train-pose finetune-pose weights \
         bench-eval bench-corr bench-propagation clean
 
 help: ## list every target with one line each
@@ -72,6 +73,9 @@ train-pose: $(STAMP) ## train the top-down pose estimator on COCO-format data
 
 finetune-pose: $(STAMP) ## fine-tune the pose estimator on PoseTrack-format data (POSE_CKPT=latest|path)
 	$(RUN) finetune $(PRESET) $(subst data.train_format=coco,,$(DATA_ARGS)) model.init_ckpt=$(POSE_CKPT) $(ARGS)
+
+weights: $(STAMP) ## retrain the shipped weights (pose, Siamese+refinement, re-ID) with the cpu presets; export to weights/
+	bash experiments/weights.sh $(WEIGHTS_ID)
 
 bench-eval: $(STAMP) ## evaluator speed on a generated 40-sequence set (sequences per second)
 	$(PY) -m corrtrack.evaluation.bench --sequences 40 --frames 60
