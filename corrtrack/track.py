@@ -39,10 +39,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--detections", metavar="PATH", default=None,
                    help="COCO results JSON (one file for all videos, or a folder of <video>.json); default "
                         "ROOT/detections/<split>/")
-    p.add_argument("--pose-ckpt", default=None, help="pose / finetune checkpoint (default: weights/pose.ckpt)")
+    p.add_argument("--pose-ckpt", default=None,
+                   help="finetune / pose checkpoint, run folder or 'latest' (default: weights/pose.ckpt)")
     p.add_argument("--corr-ckpt", default=None,
-                   help="refine (or siamese) checkpoint or run folder (default: weights/refine.ckpt)")
-    p.add_argument("--reid-ckpt", default=None, help="re-ID checkpoint or weights (default: weights/reid.ckpt)")
+                   help="refine / siamese checkpoint, run folder or 'latest' (default: weights/refine.ckpt)")
+    p.add_argument("--reid-ckpt", default=None,
+                   help="re-ID checkpoint, weights or 'latest' (default: weights/reid.ckpt)")
     p.add_argument("--render", action="store_true", help="write one MP4 per video (and cue) to DIR/render/")
     p.add_argument("--max-videos", type=int, default=None, metavar="N", help="only the first N videos")
     p.add_argument("--preset", choices=["paper", "release"], default="paper",

@@ -3,6 +3,7 @@ a file that is no checkpoint, a checkpoint of the wrong stage), and the shipped 
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,28 @@ def needed_models(config: TrackingConfig, cues: list[str]) -> set[str]:
     return need
 
 
-def resolve_weights(kind: str, path: str | Path | None) -> Path:
-    """The checkpoint to load: ``path`` if given (it must exist), else the shipped default."""
+# ``latest``: the newest run of these stages under the output root (the first that has one)
+LATEST_STAGES = {"pose": ("finetune", "pose"), "corr": ("refine", "siamese"), "reid": ("reid",)}
+
+
+def resolve_weights(kind: str, path: str | Path | None, output_root: str | Path | None = None) -> Path:
+    """The checkpoint to load: ``path`` if given (a file or a run folder; ``latest`` = the newest run of
+    the stage under ``output_root``, default ``$CORRTRACK_OUTPUTS`` or ``outputs``), else the shipped
+    default."""
+    if path is not None and str(path) == "latest":
+        from corrtrack.checkpoints import CheckpointError, resolve
+
+        root = output_root or os.environ.get("CORRTRACK_OUTPUTS", "outputs")
+        for stage in LATEST_STAGES[kind]:
+            try:
+                return resolve("latest", root, stage)
+            except CheckpointError:
+                continue
+        raise TrackingInputError(f"{FLAGS[kind]} latest: no {' or '.join(LATEST_STAGES[kind])} run under {root}")
     if path is not None:
         p = Path(path)
         if not p.exists():
-            raise TrackingInputError(f"{FLAGS[kind]} {p}: no such file")
+            raise TrackingInputError(f"{FLAGS[kind]} {p}: no such file or folder")
         return p
     p = DEFAULT_WEIGHTS[kind]
     if not p.exists():
