@@ -32,7 +32,7 @@ RUN := $(PY) -m experiments.run
 
 .DEFAULT_GOAL := help
 .PHONY: help venv demo test test-slow world preview train-siamese train-refine train-pose finetune-pose \
-        bench-eval bench-corr bench-propagation clean
+        train-reid bench-eval bench-corr bench-propagation clean
 
 help: ## list every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -72,6 +72,9 @@ train-pose: $(STAMP) ## train the top-down pose estimator on COCO-format data
 
 finetune-pose: $(STAMP) ## fine-tune the pose estimator on PoseTrack-format data (POSE_CKPT=latest|path)
 	$(RUN) finetune $(PRESET) $(subst data.train_format=coco,,$(DATA_ARGS)) model.init_ckpt=$(POSE_CKPT) $(ARGS)
+
+train-reid: $(STAMP) ## train the person re-ID net of the tracker's reid cue on PoseTrack track identities
+	$(RUN) reid $(PRESET) $(subst data.train_format=coco,,$(DATA_ARGS)) $(ARGS)
 
 bench-eval: $(STAMP) ## evaluator speed on a generated 40-sequence set (sequences per second)
 	$(PY) -m corrtrack.evaluation.bench --sequences 40 --frames 60

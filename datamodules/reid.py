@@ -153,6 +153,7 @@ class ReIDDataset(Dataset):
         self.labels = np.array([c.identity for c in self.crops], np.int64)
         self.frames = np.array([c.frame for c in self.crops], np.int64)
         self.video_ids = np.array([vindex[c.video] for c in self.crops], np.int64)
+        self._last: tuple[int, np.ndarray] | None = None   # validation reads a frame's crops in a row
 
     @property
     def num_identities(self) -> int:
@@ -179,16 +180,24 @@ class ReIDDataset(Dataset):
             random_erase(crop, rng, a.erase_area, a.erase_aspect)
         return crop
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        index = int(index)
-        c = self.crops[index]
-        rec = self.records[c.record]
+    def _image(self, record: int) -> np.ndarray:
+        if self._last is not None and self._last[0] == record:
+            return self._last[1]
+        rec = self.records[record]
         try:
             image = read_image(rec.path)
         except OSError as e:
             # a corrupt image must not kill a long run
             log.warning("using a blank image: %s", e)
             image = np.zeros((rec.height, rec.width, 3), np.uint8)
+        if not self.train:
+            self._last = (record, image)
+        return image
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        index = int(index)
+        c = self.crops[index]
+        image = self._image(c.record)
         if self.train:
             crop = self.augment_crop(image, c.box, self._rng(index))
         else:
