@@ -79,7 +79,7 @@ train-reid: $(STAMP) ## train the person re-ID net of the tracker's reid cue on 
 bench-eval: $(STAMP) ## evaluator speed on a generated 40-sequence set (sequences per second)
 	$(PY) -m corrtrack.evaluation.bench --sequences 40 --frames 60
 
-bench-corr: $(STAMP) ## batched affinity vs per-keypoint loop, training and data-pipeline pairs/s
+bench-corr: $(STAMP) ## batched affinity vs per-keypoint loop, training pairs/s
 	$(PY) -m corrtrack.bench speed
 
 bench-propagation: $(STAMP) ## PCKh of propagated poses: zero motion, DIS flow, Siamese, refined (SYNTH_PRESET=hard REFINE_CKPT=latest|path)

@@ -2,7 +2,7 @@
 
     python -m corrtrack.bench propagation --data DIR [--ckpt CKPT_OR_RUN_DIR] [--split val]
                                           [--input-size 512] [--out results.json]
-    python -m corrtrack.bench speed [--data-pipeline]
+    python -m corrtrack.bench speed
 
 ``propagation``: on every pair of consecutive labeled frames (f-1, f) of the PoseTrack-format videos
 under DIR/posetrack (or DIR itself when it holds annotations/), the GT poses of frame f-1 are propagated
@@ -13,14 +13,13 @@ n/a without it); joints that moved more than a quarter of the person's height. C
 OpenCV DIS optical flow, Siamese argmax, refined argmax (n/a without a checkpoint / refinement net).
 
 ``speed``: (a) batched affinity vs a per-keypoint Python loop; (b) training pairs per second of the
-Siamese net (forward + backward + Adam step); (c) with ``--data-pipeline``, pairs per second of the
-data pipeline (``datamodules.pairs.benchmark_pipeline``, if present).
+Siamese net (forward + backward + Adam step). The data pipeline's pairs per second are measured by
+``python -m experiments.stages.correspondence bench-data`` (the datamodules are not part of corrtrack).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,10 @@ import torch
 
 from corrtrack import correspondence as corr
 from corrtrack.flow import dis_flow, warp_poses_by_flow
+from corrtrack.imageio import read_rgb
+from corrtrack.keypoints import NUM_JOINTS
+from corrtrack.posetrack import (Frame, Person, frame_number, head_size, list_json_files, load_sequence,
+                                 load_visibility)
 
 COLUMNS = ("zero", "dis_flow", "siamese", "refined")
 COLUMN_TITLES = {"zero": "zero motion", "dis_flow": "DIS optical flow", "siamese": "Siamese argmax",
@@ -65,80 +68,68 @@ def posetrack_root(data: str | Path) -> Path:
     return d / "posetrack" if (d / "posetrack" / "annotations").is_dir() else d
 
 
-def _frame_number(img: dict) -> int:
-    """The frame number: the integer stem of ``file_name`` (required by poseval), else ``frame_id``."""
-    try:
-        return int(Path(img["file_name"]).stem)
-    except (KeyError, ValueError):
-        return int(img.get("frame_id", -1))
-
-
-def _person_height(ann: dict, kp: np.ndarray) -> float:
-    bbox = ann.get("bbox")
-    if bbox and len(bbox) == 4 and bbox[3] > 0:
-        return float(bbox[3])
-    v = kp[kp[:, 2] > 0]
+def _person_height(p: Person) -> float:
+    """The person's box height, else the vertical extent of its labeled joints (0 with fewer than 2)."""
+    if p.bbox is not None and p.bbox[3] > 0:
+        return float(p.bbox[3])
+    v = p.keypoints[p.keypoints[:, 2] > 0]
     return float(v[:, 1].max() - v[:, 1].min()) if len(v) >= 2 else 0.0
 
 
+def _tracked(frame: Frame) -> dict[int, Person]:
+    """The frame's persons by track id (persons without one are left out; a repeated id: the last)."""
+    return {int(p.track_id): p for p in frame.persons if p.track_id is not None}
+
+
+def _sequence_pairs(seq, root: Path, vis: dict[str, np.ndarray] | None) -> list[FramePair]:
+    frames = {frame_number(fr.file_name): fr for fr in seq.frames if _tracked(fr)}
+    pairs = []
+    for n in sorted(frames):
+        if n - 1 not in frames:
+            continue
+        fa, fb = frames[n - 1], frames[n]
+        pa, pb = _tracked(fa), _tracked(fb)
+        rows = []
+        for t in sorted(set(pa) & set(pb)):
+            a, b = pa[t], pb[t]
+            if b.head_box is None:
+                continue
+            head = head_size(b.head_box)
+            if head <= 0 or not ((a.keypoints[:, 2] > 0) & (b.keypoints[:, 2] > 0)).any():
+                continue
+            va = vb = None
+            if vis is not None:
+                va, vb = vis.get(str(a.ann_id)), vis.get(str(b.ann_id))
+            rows.append((a.keypoints, b.keypoints, head, _person_height(a), va, vb))
+        if not rows:
+            continue
+        has_vis = all(r[4] is not None and r[5] is not None for r in rows)
+        pairs.append(FramePair(
+            sequence=seq.name, frame_a=n - 1, path_a=root / fa.file_name, path_b=root / fb.file_name,
+            kp_a=np.stack([r[0] for r in rows]), kp_b=np.stack([r[1] for r in rows]),
+            head_b=np.array([r[2] for r in rows]), height_a=np.array([r[3] for r in rows]),
+            vis_a=np.stack([r[4] for r in rows]) if has_vis else None,
+            vis_b=np.stack([r[5] for r in rows]) if has_vis else None))
+    return pairs
+
+
 def load_pairs(data: str | Path, split: str = "val") -> tuple[list[FramePair], bool]:
-    """Consecutive labeled frame pairs of every video of ``split``; also whether visibility sidecars were
-    found. Frames count as consecutive only when their frame numbers differ by exactly 1."""
+    """Consecutive labeled frame pairs of every video of ``split`` (files read by ``corrtrack.posetrack``);
+    also whether visibility sidecars were found. Frames count as consecutive only when their frame
+    numbers (``posetrack.frame_number``) differ by exactly 1."""
     root = posetrack_root(data)
     ann_dir = root / "annotations" / split
-    files = sorted(ann_dir.glob("*.json"))
+    files = list_json_files(str(ann_dir), sort=True) if ann_dir.is_dir() else []
     if not files:
         raise FileNotFoundError(f"no PoseTrack annotation files in {ann_dir}")
     pairs: list[FramePair] = []
     any_vis = False
     for f in files:
-        try:
-            d = json.loads(f.read_text())
-            images, anns = d["images"], d.get("annotations", [])
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise ValueError(f"{f}: not a PoseTrack 2018 file ({e!r})") from None
-        vis_file = root / "visibility" / split / f.name
-        vis = None
-        if vis_file.is_file():
-            vis = {str(k): np.asarray(v, dtype=np.int64).reshape(17) for k, v in json.loads(vis_file.read_text()).items()}
-            any_vis = True
-        by_image: dict[int, dict[int, dict]] = {}
-        for a in anns:
-            if "keypoints" in a and a.get("track_id") is not None:
-                by_image.setdefault(a["image_id"], {})[int(a["track_id"])] = a
-        frames = {}
-        for img in images:
-            if by_image.get(img["id"]):
-                frames[_frame_number(img)] = img
-        for n in sorted(frames):
-            if n - 1 not in frames:
-                continue
-            ia, ib = frames[n - 1], frames[n]
-            pa, pb = by_image[ia["id"]], by_image[ib["id"]]
-            tracks = sorted(set(pa) & set(pb))
-            rows = []
-            for t in tracks:
-                ka = np.asarray(pa[t]["keypoints"], dtype=np.float64).reshape(17, 3)
-                kb = np.asarray(pb[t]["keypoints"], dtype=np.float64).reshape(17, 3)
-                hb = pb[t].get("bbox_head")
-                if not hb or len(hb) != 4:
-                    continue
-                head = 0.6 * math.hypot(float(hb[2]), float(hb[3]))
-                if head <= 0 or not ((ka[:, 2] > 0) & (kb[:, 2] > 0)).any():
-                    continue
-                va = vb = None
-                if vis is not None:
-                    va, vb = vis.get(str(pa[t].get("id"))), vis.get(str(pb[t].get("id")))
-                rows.append((ka, kb, head, _person_height(pa[t], ka), va, vb))
-            if not rows:
-                continue
-            has_vis = all(r[4] is not None and r[5] is not None for r in rows)
-            pairs.append(FramePair(
-                sequence=f.stem, frame_a=n - 1, path_a=root / ia["file_name"], path_b=root / ib["file_name"],
-                kp_a=np.stack([r[0] for r in rows]), kp_b=np.stack([r[1] for r in rows]),
-                head_b=np.array([r[2] for r in rows]), height_a=np.array([r[3] for r in rows]),
-                vis_a=np.stack([r[4] for r in rows]) if has_vis else None,
-                vis_b=np.stack([r[5] for r in rows]) if has_vis else None))
+        seq = load_sequence(f)
+        vis_file = root / "visibility" / split / Path(f).name
+        vis = load_visibility(vis_file) if vis_file.is_file() else None
+        any_vis |= vis is not None
+        pairs += _sequence_pairs(seq, root, vis)
     return pairs, any_vis
 
 
@@ -157,15 +148,6 @@ def _row_masks(pair: FramePair) -> dict[str, np.ndarray | None]:
     if pair.vis_a is not None and pair.vis_b is not None:
         occl = base & ((pair.vis_a == 1) | (pair.vis_b == 1))
     return {"all": base, "occluded": occl, "moved": base & moved}
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise OSError(f"cannot read image {path} (missing or corrupt)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def run_propagation(data: str | Path, ckpt: str | Path | None = None, split: str = "val",
@@ -188,7 +170,7 @@ def run_propagation(data: str | Path, ckpt: str | Path | None = None, split: str
         if path not in cache:
             if len(cache) > 2:
                 cache.pop(next(iter(cache)))
-            cache[path] = _read_rgb(path)
+            cache[path] = read_rgb(path)
         return cache[path]
 
     t0 = time.perf_counter()
@@ -293,7 +275,7 @@ def _time(fn, repeats: int) -> float:
     return (time.perf_counter() - t0) / repeats
 
 
-def affinity_speed(persons: int = 8, joints: int = 17, size: int = 64, channels: int = 32,
+def affinity_speed(persons: int = 8, joints: int = NUM_JOINTS, size: int = 64, channels: int = 32,
                    repeats: int = 5) -> dict:
     """Seconds per frame pair of the batched affinity (one gather + one grouped conv) vs a Python loop
     over persons x joints (one patch slice + one conv2d each); and their ratio."""
@@ -349,9 +331,9 @@ def training_speed(variant: str = "release", width: float = 0.25, input_size: in
     x1 = torch.randn(batch_size, 3, input_size, input_size, device=dev)
     x2 = torch.randn(batch_size, 3, input_size, input_size, device=dev)
     h = input_size // 4
-    n = batch_size * persons * 17
+    n = batch_size * persons * NUM_JOINTS
     kpts = torch.rand(n, 2, device=dev) * (h - 1)
-    bidx = torch.arange(batch_size, device=dev).repeat_interleave(persons * 17)
+    bidx = torch.arange(batch_size, device=dev).repeat_interleave(persons * NUM_JOINTS)
     cells = torch.floor(torch.rand(n, 2, device=dev) * h).long()
     inside = torch.rand(n, device=dev) > 0.1
 
@@ -369,33 +351,13 @@ def training_speed(variant: str = "release", width: float = 0.25, input_size: in
 
     sec = _time(step, steps)
     out = {"variant": variant, "width": width, "input_size": input_size, "batch_size": batch_size,
-           "keypoints_per_pair": persons * 17, "params": count_parameters(net), "device": str(dev),
+           "keypoints_per_pair": persons * NUM_JOINTS, "params": count_parameters(net), "device": str(dev),
            "precision": precision, "threads": torch.get_num_threads(), "sec_per_step": sec,
            "pairs_per_s": batch_size / sec}
     if dev.type == "cuda":
         out["gpu"] = torch.cuda.get_device_name(dev)
         out["max_memory_gib"] = torch.cuda.max_memory_allocated(dev) / 2 ** 30
     return out
-
-
-def data_pipeline_speed(batches: int = 20, num_workers: int | None = None) -> dict:
-    """Pairs per second of the data pipeline, via ``datamodules.pairs.benchmark_pipeline`` (the
-    datamodule package owns it; corrtrack only calls it when asked)."""
-    import importlib
-
-    try:
-        mod = importlib.import_module("datamodules.pairs")
-        fn = getattr(mod, "benchmark_pipeline")
-    except (ImportError, AttributeError) as e:
-        return {"pairs_per_s": None, "error": f"datamodules.pairs.benchmark_pipeline is not available ({e})"}
-    kwargs = {"batches": batches}
-    if num_workers is not None:
-        kwargs["num_workers"] = num_workers
-    try:
-        rate = float(fn(**kwargs))
-    except Exception as e:  # the hook runs another package's pipeline: report, do not crash the bench
-        return {"pairs_per_s": None, "error": f"benchmark_pipeline failed: {type(e).__name__}: {e}"}
-    return {"pairs_per_s": rate, "batches": batches, "num_workers": num_workers}
 
 
 # ------------------------------------------------------------------------------------------ CLI
@@ -419,7 +381,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--max-pairs", type=int, default=None)
     p.add_argument("--out", default=None, help="JSON file (a markdown table is written next to it)")
-    s = sub.add_parser("speed", help="batched vs looped affinity; training and data-pipeline pairs/s")
+    s = sub.add_parser("speed", help="batched vs looped affinity; training pairs/s")
     s.add_argument("--persons", type=int, default=8)
     s.add_argument("--size", type=int, default=64, help="feature map size of the affinity benchmark")
     s.add_argument("--variant", default="release", choices=["paper", "release"])
@@ -432,8 +394,6 @@ def main(argv: list[str] | None = None) -> int:
     s.add_argument("--precision", default="32", choices=list(AUTOCAST),
                    help="training-speed figure in fp32 or autocast bf16 / fp16 mixed precision")
     s.add_argument("--skip-training", action="store_true")
-    s.add_argument("--data-pipeline", action="store_true",
-                   help="also time datamodules.pairs.benchmark_pipeline (the cpu preset's data)")
     s.add_argument("--out", default=None)
     args = ap.parse_args(argv)
 
@@ -450,7 +410,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {out}, {out.with_suffix('.md')} and the bar chart {out.with_suffix('.png')}")
         return 0
 
-    result = {"affinity": affinity_speed(args.persons, 17, args.size)}
+    result = {"affinity": affinity_speed(args.persons, NUM_JOINTS, args.size)}
     a = result["affinity"]
     print(f"(a) affinity of {a['persons']} persons x {a['joints']} joints at {a['size']}x{a['size']}: "
           f"batched {a['batched_ms']:.2f} ms, per-keypoint loop {a['loop_ms']:.2f} ms -> {a['speedup']:.1f}x")
@@ -462,11 +422,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"(b) Siamese training ({t['variant']}, width {t['width']}, {t['input_size']}px, batch "
               f"{t['batch_size']}, {t['params'] / 1e6:.2f} M params, {where}, precision {t['precision']}): "
               f"{t['pairs_per_s']:.1f} pairs/s")
-    if args.data_pipeline:
-        d = data_pipeline_speed()
-        result["data_pipeline"] = d
-        print(f"(c) data pipeline: {d['pairs_per_s']:.1f} pairs/s" if d["pairs_per_s"] is not None
-              else f"(c) data pipeline: skipped: {d['error']}")
     if args.out:
         Path(args.out).write_text(json.dumps(result, indent=2))
     return 0

@@ -14,7 +14,6 @@ gather (descriptors) and one grouped convolution (affinities).
 """
 from __future__ import annotations
 
-import json
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,9 +25,10 @@ from torch import Tensor
 from torch.nn import functional as F
 
 from corrtrack import geometry
+from corrtrack.keypoints import NUM_JOINTS
 from corrtrack.nets.correspondence import (DESCRIPTOR_SAMPLING, RefinementNet, SiameseNet, build_refinement,
                                          build_siamese)
-from corrtrack.nets.utils import IMAGE_MEAN, IMAGE_STD  # re-exported: the datamodules import them here
+from corrtrack.nets.utils import IMAGE_MEAN, IMAGE_STD, normalize_images  # noqa: F401 (IMAGE_*: re-exported)
 
 
 
@@ -36,10 +36,7 @@ def image_to_tensor(image: np.ndarray) -> Tensor:
     """(H, W, 3) uint8 RGB -> (3, H, W) float32, normalised with IMAGE_MEAN / IMAGE_STD."""
     if image.ndim != 3 or image.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB image, got shape {image.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
-    mean = torch.tensor(IMAGE_MEAN).view(3, 1, 1)
-    std = torch.tensor(IMAGE_STD).view(3, 1, 1)
-    return (x - mean) / std
+    return normalize_images(image)
 
 
 def to_feature_coords(xy: Tensor | np.ndarray, stride: int = 4) -> Tensor | np.ndarray:
@@ -53,8 +50,8 @@ def to_input_coords(xy: Tensor | np.ndarray, stride: int = 4) -> Tensor | np.nda
 
 
 def nearest_cell(xy_feat: Tensor) -> Tensor:
-    """(..., 2) feature coordinates -> (..., 2) long cell holding them, ``floor(x + 0.5)`` (round half up,
-    as ``datamodules.pairs.feature_cell``)."""
+    """(..., 2) feature coordinates -> (..., 2) long cell holding them, ``floor(x + 0.5)`` (round half
+    up)."""
     return torch.floor(xy_feat + 0.5).long()
 
 
@@ -68,6 +65,13 @@ def target_cells(xy_input: Tensor, size_hw: tuple[int, int], stride: int = 4) ->
     inside = (cells[..., 0] >= 0) & (cells[..., 0] < w) & (cells[..., 1] >= 0) & (cells[..., 1] < h)
     inside = inside & torch.isfinite(xy_input).all(dim=-1)
     return cells, inside
+
+
+def index_to_cells(target_idx: Tensor, width: int) -> Tensor:
+    """(...) flat cell indices ``row * width + col`` (as the pair datamodule stores targets; -1 = absent,
+    read as cell 0) -> (..., 2) long (x, y) cells."""
+    t = target_idx.clamp(min=0)
+    return torch.stack([t % width, torch.div(t, width, rounding_mode="floor")], dim=-1)
 
 
 def extract_descriptors(f1: Tensor, kpts: Tensor, valid: Tensor | None = None, sampling: str = "nearest") -> Tensor:
@@ -282,7 +286,7 @@ class Propagation(NamedTuple):
 
 def _as_pose_array(poses: np.ndarray | Tensor) -> tuple[np.ndarray, np.ndarray]:
     p = poses.detach().cpu().numpy() if isinstance(poses, Tensor) else np.asarray(poses, dtype=np.float64)
-    p = p.reshape(-1, p.shape[-2], p.shape[-1]) if p.size else p.reshape(0, 17, max(p.shape[-1], 2))
+    p = p.reshape(-1, p.shape[-2], p.shape[-1]) if p.size else p.reshape(0, NUM_JOINTS, max(p.shape[-1], 2))
     valid = np.isfinite(p[..., :2]).all(-1)
     if p.shape[-1] >= 3:
         valid &= p[..., 2] > 0
@@ -461,92 +465,16 @@ class CorrespondenceModel:
 
 # ----------------------------------------------------------------------------------------- checkpoints
 
-def _plain(obj: Any) -> Any:
-    """Dict-like configs (omegaconf, AttributeDict) -> plain dicts, recursively."""
-    if hasattr(obj, "items"):
-        return {str(k): _plain(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_plain(v) for v in obj]
-    return obj
-
-
-def _find_net_hparams(hp: Any) -> dict | None:
-    if not isinstance(hp, dict):
-        return None
-    net = hp.get("net")
-    if isinstance(net, dict) and ("siamese" in net or "refinement" in net):
-        return net
-    for v in hp.values():
-        found = _find_net_hparams(v)
-        if found is not None:
-            return found
-    return None
-
-
-def resolve_checkpoint_path(path: str | Path) -> Path:
-    """A ``.ckpt`` file, or a run directory: its ``summary.json`` best (else last) checkpoint, else
-    ``checkpoints/last.ckpt``, else the newest ``checkpoints/*.ckpt``. Raises FileNotFoundError."""
-    path = Path(path)
-    if path.is_file():
-        return path
-    if not path.is_dir():
-        raise FileNotFoundError(f"checkpoint or run directory not found: {path}")
-    summary = path / "summary.json"
-    if summary.is_file():
-        try:
-            s = json.loads(summary.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{summary}: not valid JSON ({e})") from None
-        for key in ("best_checkpoint", "last_checkpoint"):
-            if s.get(key) and Path(s[key]).is_file():
-                return Path(s[key])
-    last = path / "checkpoints" / "last.ckpt"
-    if last.is_file():
-        return last
-    ckpts = sorted((path / "checkpoints").glob("*.ckpt"), key=lambda p: p.stat().st_mtime)
-    if ckpts:
-        return ckpts[-1]
-    raise FileNotFoundError(f"run directory {path} has no checkpoint (no summary.json entry, no "
-                            f"checkpoints/*.ckpt)")
-
-
-def load_correspondence_nets(path: str | Path) -> tuple[SiameseNet, RefinementNet | None, dict]:
-    """Rebuild (siamese, refinement or None, info) from a Lightning checkpoint of the siamese or refine
-    stage (or a run directory). The nets' kwargs come from ``hyper_parameters["net"]`` =
-    ``{"siamese": {...}, "refinement": {...}}``; weights from the ``siamese.`` / ``refinement.``
-    prefixes of ``state_dict``. ``info``: the file, epoch, global_step."""
-    ckpt_path = resolve_checkpoint_path(path)
-    ckpt = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise ValueError(f"{ckpt_path}: not a Lightning checkpoint (no 'state_dict')")
-    net = _find_net_hparams(_plain(ckpt.get("hyper_parameters", {})))
-    if net is None:
-        raise ValueError(f"{ckpt_path}: hyper_parameters has no 'net' entry with 'siamese'/'refinement' "
-                         f"constructor kwargs")
-    sd = ckpt["state_dict"]
-
-    def sub(prefix: str) -> dict[str, Tensor]:
-        return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
-
-    siamese_sd = sub("siamese.")
-    if not siamese_sd:
-        raise ValueError(f"{ckpt_path}: state_dict has no 'siamese.' weights")
-    siamese = build_siamese(net.get("siamese"))
-    siamese.load_state_dict(siamese_sd)
-    refinement = None
-    ref_sd = sub("refinement.")
-    if ref_sd and net.get("refinement") is not None:
-        refinement = build_refinement(net.get("refinement"))
-        refinement.load_state_dict(ref_sd)
-    info = {"checkpoint": str(ckpt_path), "epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step"),
-            "net": net}
-    return siamese, refinement, info
-
-
 def load_correspondence_checkpoint(path: str | Path, device: str | torch.device = "cpu", input_size: int = 512,
                                    **kwargs: Any) -> CorrespondenceModel:
-    """A :class:`CorrespondenceModel` from a refine (or siamese) stage checkpoint or run directory."""
-    siamese, refinement, info = load_correspondence_nets(path)
+    """A :class:`CorrespondenceModel` from a refine (or siamese) stage checkpoint or run folder
+    (``corrtrack.checkpoints``: nets from ``hyper_parameters["net"]``, weights by prefix). ``model.info``:
+    the file, stage, epoch, global step and the nets' kwargs."""
+    from corrtrack import checkpoints
+
+    ck = checkpoints.load(path, accept=("siamese", "refine"))
+    siamese, refinement = checkpoints.correspondence_nets(ck)
     model = CorrespondenceModel(siamese, refinement, input_size=input_size, device=device, **kwargs)
-    model.info = info
+    model.info = {**checkpoints.info(ck), "net": {"siamese": siamese.config(),
+                                                  "refinement": refinement.config() if refinement else None}}
     return model

@@ -45,9 +45,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from corrtrack import geometry
-from corrtrack.correspondence import IMAGE_MEAN, IMAGE_STD, image_to_tensor, to_feature_coords
+from corrtrack.correspondence import image_to_tensor, to_feature_coords
+from corrtrack.imageio import read_rgb
 from corrtrack.keypoints import NUM_JOINTS
-from datamodules.sources import ImageRecord, load_records, read_image, video_frame_pairs
+from datamodules.sources import ImageRecord, load_records, video_frame_pairs
 from datamodules.augment import augment_from_config
 from datamodules.workers import worker_init
 
@@ -62,8 +63,8 @@ def image_to_feature(xy: np.ndarray, stride: int = STRIDE) -> np.ndarray:
 
 
 def feature_cell(xy_feat: np.ndarray) -> np.ndarray:
-    """(..., 2) feature coordinates -> (..., 2) int64 (col, row) of the nearest cell (rounded like
-    ``corrtrack.correspondence.target_cells``)."""
+    """(..., 2) feature coordinates -> (..., 2) int64 (col, row) of the nearest cell; an exact tie (x.5)
+    rounds to even, where ``corrtrack.correspondence.nearest_cell`` rounds it up."""
     return np.round(np.asarray(xy_feat, dtype=np.float64)).astype(np.int64)
 
 
@@ -237,7 +238,7 @@ class AffinePairDataset(Dataset):
         for k in range(20):
             rec = self.records[(index + k) % len(self.records)]
             try:
-                return rec, read_image(rec.path)
+                return rec, read_rgb(rec.path)
             except OSError as e:
                 log.warning("skipping image: %s", e)
         raise OSError(f"20 consecutive unreadable images from index {index} (last: {rec.path})")
@@ -257,7 +258,7 @@ class AffinePairDataset(Dataset):
         for _ in range(20):
             rec_a, rec_b = self.video_pairs[int(rng.integers(len(self.video_pairs)))]
             try:
-                img_a, img_b = read_image(rec_a.path), read_image(rec_b.path)
+                img_a, img_b = read_rgb(rec_a.path), read_rgb(rec_b.path)
                 break
             except OSError as e:
                 log.warning("skipping video pair: %s", e)
@@ -317,13 +318,6 @@ class AffinePairDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         return self.make_pair(int(index), self._rng(int(index)))
-
-
-def denormalize(images: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) normalised tensor -> (B, H, W, 3) uint8 RGB (for figures)."""
-    x = images.detach().float().cpu().numpy().transpose(0, 2, 3, 1)
-    x = x * np.array(IMAGE_STD, dtype=np.float32) + np.array(IMAGE_MEAN, dtype=np.float32)
-    return (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
 
 
 def collate_pairs(samples: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
@@ -431,16 +425,14 @@ class PairDataModule(pl.LightningDataModule):
         return self._loader(self.val_set, shuffle=False)
 
 
-def benchmark_pipeline(cfg=None, *, num_workers: int | None = None, batches: int = 20,
+def benchmark_pipeline(cfg, *, num_workers: int | None = None, batches: int = 20,
                        warmup: int = 2, **data_overrides) -> float:
     """Training pairs per second of the data pipeline (read, warp, augment, collate) as the DataLoader
-    delivers them. ``cfg``: a stage config (its ``data`` section is used), a ``data`` section, or None
-    for ``siamese`` + ``cpu``; ``data_overrides`` replace ``data`` keys (e.g. ``input_size=256``)."""
+    delivers them. ``cfg``: a stage config (its ``data`` section is used) or a ``data`` section;
+    ``data_overrides`` replace ``data`` keys (e.g. ``input_size=256``). From the command line:
+    ``python -m experiments.stages.correspondence bench-data``."""
     from omegaconf import OmegaConf
 
-    if cfg is None:
-        from experiments.config import load_config
-        cfg = load_config("siamese", ["cpu"])
     data_cfg = cfg.data if "data" in cfg else cfg
     data_cfg = OmegaConf.merge(data_cfg, {k: v for k, v in data_overrides.items()})
     if num_workers is not None:

@@ -17,15 +17,14 @@ cells and the offsets from each cell within the radius to the joint, on the stri
 Randomness is worker-safe: each training sample draws a seed from torch's default generator (seeded
 per DataLoader worker, epoch and rank by Lightning); validation crops are deterministic.
 
-Evaluation helpers: :func:`build_coco_gt` (pycocotools COCO object in memory from records, any layout),
-:func:`coco_keypoint_eval` (COCOeval keypoints with the layout's sigmas), :func:`load_detections`.
+COCOeval lives in ``corrtrack.evaluation.coco``; detection files are read by
+``corrtrack.posetrack.load_detections``.
 """
 from __future__ import annotations
 
 import albumentations as A  # module level: a first import in a forked worker trips wandb's import hook
 import contextlib
 import io
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,16 +36,16 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from corrtrack import geometry
+from corrtrack.evaluation.coco import build_coco_gt
+from corrtrack.imageio import read_rgb
 from corrtrack.keypoints import NUM_JOINTS, layout as keypoint_layout
-from corrtrack.pose import DEFAULT_PADDING, encode_targets, to_input_tensor
-from datamodules.sources import ImageRecord, dataset_root, load_records, read_image
+from corrtrack.pose import DEFAULT_INPUT_SIZE, DEFAULT_PADDING, encode_targets, to_input_tensor
+from corrtrack.posetrack import load_detections
+from datamodules.sources import ImageRecord, dataset_root, load_records
 from datamodules.augment import augment_from_config
 from datamodules.workers import worker_init
 
 log = logging.getLogger(__name__)
-
-COCO_STAT_NAMES = ("ap", "ap50", "ap75", "ap_m", "ap_l", "ar", "ar50", "ar75", "ar_m", "ar_l")
-
 
 @dataclass
 class TopDownAugment:
@@ -95,11 +94,12 @@ class TopDownDataset(Dataset):
         stride: output stride of the net (target grid).
         layout: ``"coco"`` | ``"posetrack"`` (flip permutation).
         train: augment and draw fresh randomness per sample; otherwise plain deterministic crops.
-        detections: validation boxes per image id ``{image_id: [(box, score), ...]}``; None = GT boxes.
+        detections: validation boxes per image id ``{image_id: (N, 5) [x, y, w, h, score]}`` (as
+            ``corrtrack.posetrack.load_detections`` returns them); None = GT boxes.
         min_keypoints: persons with fewer labeled joints are skipped (GT instances).
     """
 
-    def __init__(self, records: Sequence[ImageRecord], input_size: tuple[int, int] = (384, 288),
+    def __init__(self, records: Sequence[ImageRecord], input_size: tuple[int, int] = DEFAULT_INPUT_SIZE,
                  stride: int = 8, layout: str = "coco", train: bool = True, padding: float = DEFAULT_PADDING,
                  augment: TopDownAugment | None = None, target_kind: str = "disk", radius: float = 2.0,
                  unlabeled_weight: float = 0.0, detections: Mapping[int, Sequence] | None = None,
@@ -128,8 +128,8 @@ class TopDownDataset(Dataset):
         out = []
         for r, rec in enumerate(self.records):
             if detections is not None:
-                for box, score in detections.get(rec.image_id, ()):
-                    out.append(Instance(r, np.asarray(box, np.float64), float(score), -1))
+                for det in detections.get(rec.image_id, ()):
+                    out.append(Instance(r, np.array(det[:4], np.float64), float(det[4]), -1))
                 continue
             for p in range(len(rec.keypoints)):
                 box = np.asarray(rec.boxes[p], np.float64)
@@ -195,7 +195,7 @@ class TopDownDataset(Dataset):
     def _load(self, inst: Instance) -> np.ndarray:
         rec = self.records[inst.record]
         try:
-            return read_image(rec.path)
+            return read_rgb(rec.path)
         except OSError as e:
             # a corrupt image must not kill a long run: a black frame gives an all-absent sample
             log.warning("using a blank image: %s", e)
@@ -236,95 +236,6 @@ class TopDownDataset(Dataset):
 def collate(samples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
     """Stack samples into tensors (every field has a fixed shape)."""
     return {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0]}
-
-
-# ------------------------------------------------------------------------------------------------
-# evaluation helpers (pycocotools)
-# ------------------------------------------------------------------------------------------------
-def build_coco_gt(records: Sequence[ImageRecord], layout: str = "coco"):
-    """A pycocotools ``COCO`` ground truth in memory from records (any layout; 17 slots). Person area =
-    ``record.areas`` (COCO: the segment area from the file; PoseTrack: the box area)."""
-    from pycocotools.coco import COCO
-
-    names = list(keypoint_layout(layout)["names"])
-    skeleton = [[a + 1, b + 1] for a, b in keypoint_layout(layout)["skeleton"]]
-    images, anns = [], []
-    aid = 1
-    for rec in records:
-        images.append({"id": int(rec.image_id), "width": int(rec.width), "height": int(rec.height),
-                       "file_name": str(rec.path)})
-        for p in range(len(rec.keypoints)):
-            kp = np.asarray(rec.keypoints[p], np.float64)
-            anns.append({"id": aid, "image_id": int(rec.image_id), "category_id": 1, "iscrowd": 0,
-                         "keypoints": kp.reshape(-1).tolist(), "num_keypoints": int((kp[:, 2] > 0).sum()),
-                         "bbox": [float(v) for v in rec.boxes[p]], "area": float(rec.areas[p])})
-            aid += 1
-    gt = COCO()
-    gt.dataset = {"images": images, "annotations": anns,
-                  "categories": [{"id": 1, "name": "person", "supercategory": "person", "keypoints": names,
-                                  "skeleton": skeleton}]}
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt.createIndex()
-    return gt
-
-
-def coco_keypoint_eval(coco_gt, results: Sequence[Mapping], sigmas: np.ndarray,
-                       image_ids: Sequence[int] | None = None, verbose: bool = False) -> dict[str, float]:
-    """COCO keypoint AP/AR (pycocotools COCOeval, iouType "keypoints") of ``results`` (COCO results
-    format: image_id, category_id, keypoints [51 floats in image pixels], score) against ``coco_gt``,
-    with per-joint OKS ``sigmas``. ``image_ids`` restricts the evaluation (default: every GT image).
-    Returns {"ap", "ap50", "ap75", "ap_m", "ap_l", "ar", ...}; all 0 when there are no results."""
-    from pycocotools.cocoeval import COCOeval
-
-    if not results:
-        return {k: 0.0 for k in COCO_STAT_NAMES}
-    sink = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
-    with sink:
-        dt = coco_gt.loadRes([dict(r) for r in results])
-        ev = COCOeval(coco_gt, dt, "keypoints")
-        ev.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
-        if image_ids is not None:
-            ev.params.imgIds = sorted({int(i) for i in image_ids})
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    # COCOeval reports -1 where a category/area has no ground truth; report 0 instead.
-    return {k: float(max(v, 0.0)) for k, v in zip(COCO_STAT_NAMES, ev.stats)}
-
-
-def load_detections(path: str | Path, min_score: float = 0.0) -> dict[int, list[tuple[np.ndarray, float]]]:
-    """Person detections from a COCO results JSON ([{image_id, bbox [x, y, w, h], score, category_id}]),
-    or a folder of such files (e.g. one per PoseTrack video) -> {image_id: [(box, score), ...]}
-    (category 1 only, score >= ``min_score``)."""
-    path = Path(path)
-    if path.is_dir():
-        files = sorted(path.glob("*.json"))
-        if not files:
-            raise FileNotFoundError(f"no detection files (*.json) in {path} (data.det_file)")
-    elif path.is_file():
-        files = [path]
-    else:
-        raise FileNotFoundError(f"detection file not found: {path} (data.det_file)")
-    out: dict[int, list[tuple[np.ndarray, float]]] = {}
-    for f in files:
-        try:
-            dets = json.loads(f.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{f}: not a JSON file ({e})") from None
-        if not isinstance(dets, list):
-            raise ValueError(f"{f}: expected a COCO results list of detections, got {type(dets).__name__}")
-        for i, d in enumerate(dets):
-            try:
-                if int(d.get("category_id", 1)) != 1:
-                    continue
-                score = float(d.get("score", 1.0))
-                box = np.asarray(d["bbox"], np.float64).reshape(4)
-                image_id = int(d["image_id"])
-            except (KeyError, TypeError, ValueError, AttributeError) as e:
-                raise ValueError(f"{f}: detection #{i} lacks a valid image_id/bbox ({e!r})") from None
-            if score >= min_score and box[2] > 1 and box[3] > 1:
-                out.setdefault(image_id, []).append((box, score))
-    return out
 
 
 # ------------------------------------------------------------------------------------------------

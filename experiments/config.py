@@ -1,7 +1,9 @@
 """Configuration: omegaconf YAML merged base -> <stage>.yaml -> presets -> command-line ``key=value``.
 
 Presets are looked up as ``configs/<stage>/<name>.yaml`` first, then ``configs/<name>.yaml`` (presets
-valid for every stage, e.g. ``debug``). After the stage file the config is in struct mode, so a preset
+valid for every stage, e.g. ``debug``). A file may inherit: ``_base_: other.yaml`` (a path relative to the
+file, or a list of them) merges the parent(s) first, so the file states only what differs; a section
+holding ``_delete_: true`` replaces the parent's section instead of merging into it. After the stage file the config is in struct mode, so a preset
 or an override that names an unknown key fails with a message naming the key, its source and the
 closest valid keys.
 """
@@ -57,14 +59,66 @@ def _merge_checked(cfg: DictConfig, other: DictConfig, source: str) -> DictConfi
         raise ConfigError(f"{source}: {e}") from None
 
 
-def _load_yaml(path: Path) -> DictConfig:
+BASE_KEY = "_base_"        # a file's parent config(s), relative to the file's folder
+DELETE_KEY = "_delete_"    # in a section of a child file: replace the parent's section instead of merging
+
+
+def _read_yaml(path: Path) -> dict:
     try:
         cfg = OmegaConf.load(path)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
     except Exception as e:  # yaml errors carry the line; keep them but name the file
         raise ConfigError(f"{path}: cannot parse YAML: {e}") from None
     if not isinstance(cfg, DictConfig):
         raise ConfigError(f"{path}: top level must be a mapping")
-    return cfg
+    # interpolations (${...}) and ??? stay as they are: they are resolved once, on the merged config
+    return OmegaConf.to_container(cfg, resolve=False)
+
+
+def _merge_file_dicts(parent: dict, child: dict, path: Path, where: str = "") -> dict:
+    """``child`` over ``parent``, recursively: mappings merge key by key (a child mapping holding
+    ``_delete_: true`` replaces the parent's instead), anything else replaces."""
+    out = dict(parent)
+    for k, v in child.items():
+        if isinstance(v, dict):
+            replace = v.get(DELETE_KEY, False)
+            if not isinstance(replace, bool):
+                raise ConfigError(f"{path}: {where}{k}.{DELETE_KEY} must be true or false")
+            v = {kk: vv for kk, vv in v.items() if kk != DELETE_KEY}
+            if not replace and isinstance(out.get(k), dict):
+                v = _merge_file_dicts(out[k], v, path, f"{where}{k}.")
+            else:
+                v = _merge_file_dicts({}, v, path, f"{where}{k}.")   # strip nested markers
+        out[k] = v
+    return out
+
+
+def _compose(path: Path, chain: tuple[Path, ...] = ()) -> dict:
+    """A config file with its ``_base_`` parents merged in (parents in order, then the file)."""
+    path = path.resolve()
+    if path in chain:
+        raise ConfigError(f"{path}: {BASE_KEY} cycle: {' -> '.join(p.name for p in (*chain, path))}")
+    own = _read_yaml(path)
+    bases = own.pop(BASE_KEY, None)
+    if bases is None:
+        return _merge_file_dicts({}, own, path)
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
+        raise ConfigError(f"{path}: {BASE_KEY} must be a file name or a list of them, got {bases!r}")
+    merged: dict = {}
+    for b in bases:
+        base_path = path.parent / b
+        if not base_path.is_file():
+            raise ConfigError(f"{path}: {BASE_KEY} file {b!r} not found (looked for {base_path})")
+        merged = _merge_file_dicts(merged, _compose(base_path, (*chain, path)), base_path)
+    return _merge_file_dicts(merged, own, path)
+
+
+def _load_yaml(path: Path) -> DictConfig:
+    """A config file as omegaconf, its ``_base_`` chain composed (see :func:`_compose`)."""
+    return OmegaConf.create(_compose(Path(path)))
 
 
 def preset_path(stage: str, preset: str) -> Path:

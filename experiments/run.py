@@ -19,6 +19,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from corrtrack.checkpoints import CheckpointError
 from experiments.config import ConfigError, available_presets, available_stages, load_config
 
 
@@ -53,35 +54,6 @@ def resolve_run_id(cfg: DictConfig) -> str:
 
 def stage_dir(cfg: DictConfig, stage: str | None = None) -> Path:
     return Path(cfg.output_root) / (stage or cfg.stage)
-
-
-def latest_run(output_root: str | Path, stage: str) -> Path:
-    """The newest run folder of ``stage`` (via the ``latest`` link). Raises FileNotFoundError."""
-    link = Path(output_root) / stage / "latest"
-    if not link.exists():
-        raise FileNotFoundError(f"no '{stage}' run found under {Path(output_root) / stage}; train it first "
-                                f"(make train-{stage}) or give a checkpoint path")
-    return link.resolve()
-
-
-def resolve_checkpoint(spec: str | None, output_root: str | Path, stage: str) -> Path:
-    """A checkpoint given as a path, or ``latest`` for the newest run of ``stage`` (its best checkpoint
-    when one was monitored, else ``last.ckpt``)."""
-    if spec in (None, "", "latest"):
-        run = latest_run(output_root, stage)
-        summary = run / "summary.json"
-        if summary.is_file():
-            best = json.loads(summary.read_text()).get("best_checkpoint")
-            if best and Path(best).is_file():
-                return Path(best)
-        last = run / "checkpoints" / "last.ckpt"
-        if last.is_file():
-            return last
-        raise FileNotFoundError(f"run {run} has no checkpoint (checkpoints/last.ckpt missing)")
-    path = Path(spec)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    return path
 
 
 def _point_latest(run_dir: Path) -> None:
@@ -147,6 +119,10 @@ def train(cfg: DictConfig) -> Path:
         OmegaConf.save(cfg, run_dir / "config.yaml")
         _point_latest(run_dir)
 
+    if cfg.resume:   # a wrong file is one line here, not a traceback from inside Lightning
+        from corrtrack import checkpoints
+
+        checkpoints.load(cfg.resume, accept=(cfg.stage,), what="resume")
     parts = get_builder(cfg.stage)(cfg, run_dir)
     ckpt_dir = str(run_dir / "checkpoints")
     monitor = cfg.checkpoint.monitor
@@ -214,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         train(cfg)
-    except (FileNotFoundError, ConfigError) as e:
+    except (FileNotFoundError, ConfigError, CheckpointError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0

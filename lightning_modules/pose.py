@@ -2,7 +2,7 @@
 
 Thin glue: the network is ``corrtrack.nets.pose.PoseNet`` (built from the ``net`` hyper-parameters so a
 checkpoint is self-describing: ``corrtrack.pose.PoseEstimator.from_checkpoint`` rebuilds it without
-Lightning), decoding and flip test are ``corrtrack.pose``, COCOeval is ``datamodules.topdown``.
+Lightning), decoding and flip test are ``corrtrack.pose``, COCOeval is ``corrtrack.evaluation.coco``.
 
 Loss, per stage (intermediate supervision), weighted by ``stage_weights``:
     heatmap_weight * BCE-with-logits(heatmaps, targets)  (mean over joints with weight > 0 and pixels)
@@ -28,7 +28,7 @@ from torch import Tensor
 from corrtrack.keypoints import POSETRACK_UNUSED_SLOTS, layout as keypoint_layout
 from corrtrack.nets.pose import PoseNet
 from corrtrack.oks import oks_nms
-from corrtrack.pose import crop_to_image, decode, flip_test_decode, from_input_tensor, pose_grid, pose_score
+from corrtrack.pose import DEFAULT_INPUT_SIZE, crop_to_image, decode, flip_test_decode, from_input_tensor, pose_grid, pose_score
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +46,15 @@ class PoseEstimatorModule(pl.LightningModule):
         oks_nms: OKS threshold of the NMS applied to validation predictions from detection boxes (None: off).
         figure_crops, figure_every_n_epochs: validation contact sheet (0 = none).
         figures_dir: where the sheets go (not a hyper-parameter).
+        stage: the training stage, "pose" or "finetune" (saved for ``corrtrack.checkpoints.stage_of``).
     """
 
-    def __init__(self, net: dict, layout: str = "coco", input_size: Sequence[int] = (384, 288),
+    def __init__(self, net: dict, layout: str = "coco", input_size: Sequence[int] = DEFAULT_INPUT_SIZE,
                  padding: float = 1.25, lr: float = 1e-3, weight_decay: float = 0.0,
                  milestones: Sequence[int] = (200,), gamma: float = 0.1, heatmap_weight: float = 1.0,
                  offset_weight: float = 1.0, stage_weights: Sequence[float] = (1.0, 1.0),
                  flip_test: bool = True, oks_nms: float | None = None, figure_crops: int = 16,
-                 figure_every_n_epochs: int = 1, figures_dir: str | None = None):
+                 figure_every_n_epochs: int = 1, figures_dir: str | None = None, stage: str = "pose"):
         super().__init__()
         self.save_hyperparameters(ignore=["figures_dir"])
         self.hparams["net"] = dict(net)
@@ -177,7 +178,7 @@ class PoseEstimatorModule(pl.LightningModule):
         if self.global_rank == 0 and preds is not None:
             dm = getattr(self.trainer, "datamodule", None)
             if dm is not None and hasattr(dm, "coco_gt"):
-                from datamodules.topdown import coco_keypoint_eval
+                from corrtrack.evaluation.coco import coco_keypoint_eval
 
                 stats = coco_keypoint_eval(dm.coco_gt, self.coco_results(preds), self.sigmas,
                                            image_ids=sorted({int(i) for i in preds["image_id"]}))

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from corrtrack import correspondence as corr
+from corrtrack import checkpoints, correspondence as corr
+from corrtrack.keypoints import NUM_JOINTS
 from corrtrack.nets.correspondence import RefinementNet, SiameseNet
 from corrtrack.nets.utils import load_pretrained
 from lightning_modules.siamese import CorrespondenceModule
@@ -31,7 +32,7 @@ class RefinementModule(CorrespondenceModule):
     for truncated keypoints).
 
     net: {"siamese": SiameseNet kwargs, "refinement": RefinementNet kwargs (``in_channels`` defaults to
-    2 * feat_channels + 17)}. ``from_siamese_checkpoint`` loads trained Siamese weights; the constructor
+    2 * feat_channels + NUM_JOINTS)}. ``from_siamese_checkpoint`` loads trained Siamese weights; the constructor
     alone builds randomly initialised nets (what ``load_from_checkpoint`` needs before loading weights).
     """
 
@@ -39,12 +40,13 @@ class RefinementModule(CorrespondenceModule):
 
     def __init__(self, net: dict | None = None, input_size: int = 256, stride: int = 4,
                  optim: dict | None = None, loss: dict | None = None, vis: dict | None = None,
-                 joint_layout: str = "coco", siamese_ckpt: str | None = None):
+                 joint_layout: str = "coco", siamese_ckpt: str | None = None, stage: str = "refine"):
+        # ``stage`` is saved for corrtrack.checkpoints (and handed back by load_from_checkpoint); fixed here
         super().__init__(optim, loss, vis)
         net = dict(net or {})
         self.siamese = freeze(SiameseNet(**dict(net.get("siamese") or {})))
         ref_kwargs = dict(net.get("refinement") or {})
-        ref_kwargs.setdefault("in_channels", 2 * self.siamese.feat_channels + 17)
+        ref_kwargs.setdefault("in_channels", 2 * self.siamese.feat_channels + NUM_JOINTS)
         self.refinement = RefinementNet(**ref_kwargs)
         self._prior_init(input_size // stride)
         self._save_hparams(input_size, stride, joint_layout, siamese_ckpt=siamese_ckpt)
@@ -60,14 +62,17 @@ class RefinementModule(CorrespondenceModule):
             torch.nn.init.constant_(head.bias, -math.log(side * side))
 
     @classmethod
-    def from_siamese_checkpoint(cls, path: str | Path, refinement: dict | None = None,
+    def from_siamese_checkpoint(cls, path: str | Path | checkpoints.Checkpoint, refinement: dict | None = None,
                                 pretrained: str | None = None, **kwargs) -> "RefinementModule":
-        """A RefinementModule whose frozen Siamese net is the one of checkpoint (or run folder) ``path``;
+        """A RefinementModule whose frozen Siamese net is the one of checkpoint (or run folder, or read
+        :class:`corrtrack.checkpoints.Checkpoint`) ``path``, a ``siamese`` or ``refine`` stage checkpoint;
         ``pretrained`` optionally initialises the refinement body from local ImageNet BN-Inception
         weights."""
-        siamese, _, info = corr.load_correspondence_nets(path)
+        ck = path if isinstance(path, checkpoints.Checkpoint) else \
+            checkpoints.load(path, accept=("siamese", "refine"))
+        siamese, _ = checkpoints.correspondence_nets(ck)
         module = cls(net={"siamese": siamese.config(), "refinement": refinement},
-                     siamese_ckpt=info["checkpoint"], **kwargs)
+                     siamese_ckpt=str(ck.path), **kwargs)
         module.siamese.load_state_dict(siamese.state_dict())
         if pretrained:
             load_pretrained(module.refinement.body, pretrained)

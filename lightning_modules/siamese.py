@@ -8,7 +8,8 @@ Checkpoint contract (``corrtrack.correspondence.load_correspondence_checkpoint``
 nets are the attributes ``siamese`` and ``refinement``; ``hparams["net"]`` = {"siamese": SiameseNet
 kwargs, "refinement": RefinementNet kwargs or None}; ``hparams["input_size"]`` the training pair size;
 ``hparams["stride"]`` 4; ``hparams["joint_layout"]`` the layout of the 17 training slots ("coco" or
-"posetrack"; the refinement net's channels follow it).
+"posetrack"; the refinement net's channels follow it); ``hparams["stage"]`` the stage ("siamese" |
+"refine", what ``corrtrack.checkpoints.stage_of`` reads).
 
 Metrics (keys namespaced, DESIGN §5):
 - ``train/loss``, ``val/loss``: eq. 4 (resp. 5), summed over the pixels of a map, averaged over the
@@ -38,12 +39,6 @@ log = logging.getLogger(__name__)
 DEFAULT_OPTIM = {"lr": 1e-4, "weight_decay": 0.0, "milestones": [50], "gamma": 0.1, "time_milestones": []}
 DEFAULT_LOSS = {"include_absent": True}
 DEFAULT_VIS = {"every_n_epochs": 1, "queries": 3}
-
-
-def target_cells(batch: dict, w: int) -> Tensor:
-    """(B, P, J, 2) long (x, y) target cells of a batch from its flat ``target_idx`` (-1: absent)."""
-    t = batch["target_idx"].clamp(min=0)
-    return torch.stack([t % w, torch.div(t, w, rounding_mode="floor")], dim=-1)
 
 
 def pck_hits(maps: Tensor, target_xy: Tensor, threshold: float = 1.0) -> Tensor:
@@ -79,7 +74,8 @@ class CorrespondenceModule(pl.LightningModule):
     def _save_hparams(self, input_size: int, stride: int, joint_layout: str, **extra: Any) -> None:
         """The checkpoint contract: ``net`` holds both nets' constructor kwargs."""
         ref = self.refinement.config() if self.refinement is not None else None
-        self.save_hyperparameters({"net": {"siamese": self.siamese.config(), "refinement": ref},
+        self.save_hyperparameters({"stage": self.stage_name,
+                                   "net": {"siamese": self.siamese.config(), "refinement": ref},
                                    "input_size": int(input_size), "stride": int(stride),
                                    "optim": self.optim_cfg, "loss": self.loss_cfg, "vis": self.vis_cfg,
                                    "joint_layout": joint_layout, **extra})
@@ -90,7 +86,7 @@ class CorrespondenceModule(pl.LightningModule):
         pixels of each map and averaged over the queried keypoints (truncated ones too, unless
         ``loss.include_absent`` is false); ``corrtrack.correspondence.correspondence_bce``."""
         q = batch["query_valid"] if self.include_absent else batch["query_valid"] & batch["present"]
-        cells = target_cells(batch, maps.shape[-1])
+        cells = corr.index_to_cells(batch["target_idx"], maps.shape[-1])
         return corr.correspondence_bce(maps.float(), cells, batch["present"], q, kind=kind)
 
     def training_step(self, batch: dict, batch_idx: int) -> Tensor:
@@ -201,7 +197,7 @@ class CorrespondenceModule(pl.LightningModule):
         import numpy as np
 
         from corrtrack.keypoints import COCO_NAMES, POSETRACK_NAMES
-        from datamodules.pairs import denormalize
+        from corrtrack.nets.utils import denormalize_images as denormalize
 
         v = self._vis
         names = POSETRACK_NAMES if self.hparams.get("joint_layout") == "posetrack" else COCO_NAMES
@@ -265,7 +261,8 @@ class SiameseModule(CorrespondenceModule):
 
     def __init__(self, net: dict | None = None, input_size: int = 256, stride: int = 4,
                  optim: dict | None = None, loss: dict | None = None, vis: dict | None = None,
-                 joint_layout: str = "coco"):
+                 joint_layout: str = "coco", stage: str = "siamese"):
+        # ``stage`` is saved for corrtrack.checkpoints (and handed back by load_from_checkpoint); fixed here
         super().__init__(optim, loss, vis)
         self.siamese = SiameseNet(**dict((net or {}).get("siamese") or {}))
         self.refinement = None

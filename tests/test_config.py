@@ -1,7 +1,14 @@
-import pytest
+import json
+import os
+from pathlib import Path
 
-from experiments.config import ConfigError, available_stages, load_config
-from experiments.run import main, resolve_checkpoint
+import pytest
+import yaml
+from omegaconf import OmegaConf
+
+from experiments.config import (CONFIG_DIR, ConfigError, _load_yaml, available_presets, available_stages,
+                                load_config)
+from experiments.run import main
 
 
 def test_base_stage_preset_override_order():
@@ -26,13 +33,75 @@ def test_unknown_stage_and_preset_and_malformed_override():
     assert main([available_stages()[0], "trainer.nonsense=1"]) == 2
 
 
-def test_checkpoint_resolution_errors(tmp_path):
-    with pytest.raises(FileNotFoundError, match="no 'siamese' run found"):
-        resolve_checkpoint("latest", tmp_path, "siamese")
-    with pytest.raises(FileNotFoundError, match="checkpoint not found"):
-        resolve_checkpoint(str(tmp_path / "x.ckpt"), tmp_path, "siamese")
-    run = tmp_path / "siamese" / "r1" / "checkpoints"
-    run.mkdir(parents=True)
-    (run / "last.ckpt").write_bytes(b"x")
-    (tmp_path / "siamese" / "latest").symlink_to("r1")
-    assert resolve_checkpoint("latest", tmp_path, "siamese") == (run / "last.ckpt").resolve()
+# ------------------------------------------------------------------------------------------ inheritance
+
+SNAPSHOT = Path(__file__).resolve().parent / "data" / "resolved_configs.json"
+ENV_KEYS = ("CORRTRACK_OUTPUTS", "COCO_ROOT", "POSETRACK_ROOT", "CORRTRACK_SYNTH_ROOT", "SIAMESE_CKPT")
+
+
+def _resolved_configs() -> dict[str, dict]:
+    out = {}
+    for stage in available_stages():
+        for combo in [[]] + [[p] for p in available_presets(stage)] + [["paper", "cluster"], ["cpu", "debug"]]:
+            if all(p in available_presets(stage) for p in combo):
+                cfg = load_config(stage, combo)
+                out[" ".join([stage, *combo])] = OmegaConf.to_container(cfg, resolve=True)
+    return out
+
+
+def test_resolved_configs_of_every_stage_and_preset_match_the_snapshot(monkeypatch):
+    """The files inherit (`_base_`) but resolve to exactly the configs the snapshot holds (taken before
+    inheritance was introduced). After an intended config change, refresh the snapshot with
+    CORRTRACK_UPDATE_SNAPSHOT=1 python -m pytest tests/test_config.py -k snapshot"""
+    for k in ENV_KEYS:
+        monkeypatch.delenv(k, raising=False)
+    now = _resolved_configs()
+    if os.environ.get("CORRTRACK_UPDATE_SNAPSHOT") == "1":
+        SNAPSHOT.write_text(json.dumps(now, indent=1, sort_keys=True) + "\n")
+    before = json.loads(SNAPSHOT.read_text())
+    diffs = []
+    for name in sorted(set(before) & set(now)):
+        a, b = _flat(before[name]), _flat(now[name])
+        diffs += [f"{name}: {k}: {a.get(k, '<absent>')!r} -> {b.get(k, '<absent>')!r}"
+                  for k in sorted(set(a) | set(b)) if a.get(k, "<absent>") != b.get(k, "<absent>")]
+    assert not diffs, "resolved configs changed (refresh the snapshot if intended):\n" + "\n".join(diffs[:40])
+    assert set(before) <= set(now), f"stage/preset combinations gone: {sorted(set(before) - set(now))}"
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def test_child_configs_state_only_what_differs():
+    fine = yaml.safe_load((CONFIG_DIR / "finetune.yaml").read_text())
+    assert fine["_base_"] == "pose.yaml" and "net" not in fine["model"] and "augment" not in fine["data"]
+    p, f = load_config("pose"), load_config("finetune")
+    assert p.model.layout == "coco" and f.model.layout == "posetrack"
+    assert f.model.init_ckpt == "latest" and p.model.init_ckpt is None
+    assert f.model.net == p.model.net and f.data.augment == p.data.augment
+    s, r = load_config("siamese"), load_config("refine")
+    assert r.data == s.data and r.optim == s.optim
+    assert "variant" in s.model and "variant" not in r.model and "siamese_ckpt" in r.model   # _delete_
+
+
+def test_base_key_errors_name_the_file(tmp_path):
+    (tmp_path / "a.yaml").write_text("_base_: b.yaml\nx: 1\n")
+    (tmp_path / "b.yaml").write_text("_base_: a.yaml\n")
+    with pytest.raises(ConfigError, match=r"a\.yaml: _base_ cycle"):
+        _load_yaml(tmp_path / "a.yaml")
+    (tmp_path / "c.yaml").write_text("_base_: missing.yaml\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: _base_ file 'missing.yaml' not found"):
+        _load_yaml(tmp_path / "c.yaml")
+    (tmp_path / "d.yaml").write_text("_base_: [3]\n")
+    with pytest.raises(ConfigError, match=r"d\.yaml: _base_ must be a file name"):
+        _load_yaml(tmp_path / "d.yaml")
+    (tmp_path / "p.yaml").write_text("m: {a: 1, b: 2}\nn: {a: 1}\nl: [1, 2]\n")
+    (tmp_path / "q.yaml").write_text("_base_: p.yaml\nm: {_delete_: true, c: 3}\nn: {b: 2}\nl: [3]\n")
+    assert OmegaConf.to_container(_load_yaml(tmp_path / "q.yaml")) == \
+        {"m": {"c": 3}, "n": {"a": 1, "b": 2}, "l": [3]}

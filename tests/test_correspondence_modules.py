@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader
 
-from corrtrack import correspondence as corr
+from corrtrack import checkpoints
 from datamodules.pairs import AffinePairDataset, AugmentConfig, collate_pairs
 from datamodules.sources import ImageRecord
 from lightning_modules.refine import RefinementModule
@@ -140,13 +140,13 @@ def test_frozen_siamese_does_not_change_and_checkpoint_contract(pair_loader, tmp
     t.save_checkpoint(r_ckpt)
     hp = torch.load(r_ckpt, map_location="cpu", weights_only=False)["hyper_parameters"]
     assert hp["input_size"] == S and set(hp["net"]) == {"siamese", "refinement"}
-    s2, r2, _ = corr.load_correspondence_nets(r_ckpt)
+    s2, r2 = checkpoints.correspondence_nets(checkpoints.load(r_ckpt, accept=("refine",)))
     assert r2 is not None
     for k, v in module.refinement.state_dict().items():
         torch.testing.assert_close(r2.state_dict()[k], v)
     for k, v in before.items():
         torch.testing.assert_close(s2.state_dict()[k], v)
-    s3, r3, _ = corr.load_correspondence_nets(s_ckpt)
+    s3, r3 = checkpoints.correspondence_nets(checkpoints.load(s_ckpt, accept=("siamese",)))
     assert r3 is None
     reloaded = RefinementModule.load_from_checkpoint(r_ckpt)
     assert not reloaded.train().siamese.training

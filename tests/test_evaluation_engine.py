@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from corrtrack.evaluation import evaluate
-from corrtrack.evaluation.lsap import linear_sum_assignment
+from corrtrack.assignment import linear_sum_assignment
 from corrtrack.evaluation.mot import evaluate_mot
 from corrtrack.evaluation.polygon import points_in_any, points_in_polygon
 from corrtrack.evaluation.prepare import Report, prepare

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from corrtrack.keypoints import EVAL_TO_POSETRACK, NUM_JOINTS, POSETRACK_NAMES
-from corrtrack.posetrack import (Frame, Person, PoseTrackFormatError, Sequence, load_folder, load_sequence,
-                                 save_2017, save_2018, to_2017_dict, to_2018_dict)
+from corrtrack.posetrack import (Frame, Person, PoseTrackFormatError, Sequence, frame_number, head_size,
+                                 load_folder, load_sequence, save_2017, save_2018, to_2017_dict, to_2018_dict)
 
 
 def _person(track_id: int, offset: float, scores: bool = True, missing=(3, 4, 16)) -> Person:
@@ -188,3 +188,30 @@ def test_2018_lenient_parts(tmp_path, caplog):
     assert seq.frames[0].persons[0].scores is None                    # [] means "no scores"
     assert seq.frames[1].persons[0].track_id is None
     assert "refer to an image id that is not in 'images'" in caplog.text
+
+
+def test_head_size_is_poseval_diagonal_rule():
+    assert head_size([10.0, 20.0, 30.0, 40.0]) == pytest.approx(0.6 * 50.0)
+    boxes = np.array([[0.0, 0.0, 3.0, 4.0], [5.0, 5.0, 0.0, 0.0], [np.nan, 0.0, 1.0, 1.0]])
+    hs = head_size(boxes)
+    assert hs.shape == (3,) and hs[0] == pytest.approx(3.0) and hs[1] == 0.0 and np.isnan(hs[2])
+
+
+def test_frame_number_is_integer_file_stem():
+    assert frame_number("images/val/000342_mpii_test/000017.jpg") == 17
+    with pytest.raises(ValueError, match="frame_a.jpg"):
+        frame_number("images/val/x/frame_a.jpg")
+
+
+def test_2018_reader_keeps_annotation_ids_and_image_size(tmp_path):
+    d = to_2018_dict(_sequence())
+    d["images"][0].update(width=640, height=360)
+    for fast in (True, False):
+        if not fast:                                   # an unusual value sends the file down the validating path
+            d["annotations"][0]["track_id"] = 7.0
+        (tmp_path / "v.json").write_text(json.dumps(d))
+        seq = load_sequence(str(tmp_path / "v.json"))
+        assert (seq.frames[0].width, seq.frames[0].height) == (640, 360)
+        assert seq.frames[1].width is None
+        ids = [p.ann_id for fr in seq.frames for p in fr.persons]
+        assert ids == [a["id"] for a in d["annotations"]]

@@ -10,8 +10,9 @@ import torch
 from corrtrack.keypoints import COCO_NAMES
 from corrtrack.pose import decode
 from datamodules.sources import ImageRecord
-from datamodules.topdown import (TopDownAugment, TopDownDataset, build_coco_gt, coco_keypoint_eval, collate,
-                                 load_detections)
+from corrtrack.posetrack import load_detections
+from corrtrack.evaluation.coco import build_coco_gt, coco_keypoint_eval
+from datamodules.topdown import TopDownAugment, TopDownDataset, collate
 
 LW, RW = COCO_NAMES.index("left_wrist"), COCO_NAMES.index("right_wrist")
 LA, RA = COCO_NAMES.index("left_ankle"), COCO_NAMES.index("right_ankle")
@@ -50,9 +51,9 @@ def test_augmented_joints_stay_on_their_pixels_and_flips_swap_labels(marked_imag
     aug = TopDownAugment(flip_prob=flip, max_rotate=40.0, rotate_prob=1.0, scale=(0.8, 1.2), shift=0.1,
                          color_prob=0.0, blur_prob=0.0)
     ds = TopDownDataset([marked_image], (128, 96), stride=8, layout="coco", train=True, augment=aug)
-    from datamodules.sources import read_image
+    from corrtrack.imageio import read_rgb
 
-    image = read_image(marked_image.path)
+    image = read_rgb(marked_image.path)
     for seed in range(6):
         crop, kp, flipped = ds.augment_crop(image, marked_image.boxes[0], marked_image.keypoints[0],
                                             np.random.default_rng(seed))
@@ -94,17 +95,6 @@ def test_detections_drive_validation_crops(marked_image, tmp_path):
     assert list(dets) == [7] and len(dets[7]) == 1
     ds = TopDownDataset([marked_image], (128, 96), stride=8, layout="coco", train=False, detections=dets)
     assert len(ds) == 1 and ds[0]["box_score"] == pytest.approx(0.9) and ds[0]["weights"].sum() == 0
-    with pytest.raises(FileNotFoundError, match="det_file"):
-        load_detections(tmp_path / "missing.json")
-    folder = tmp_path / "dets"
-    folder.mkdir()
-    (folder / "a.json").write_text('[{"image_id": 7, "bbox": [1, 2, 30, 40], "score": 0.9}]')
-    (folder / "b.json").write_text('[{"image_id": 8, "bbox": [1, 2, 30, 40], "score": 0.9}]')
-    assert sorted(load_detections(folder)) == [7, 8]
-    bad = tmp_path / "bad.json"
-    bad.write_text('[{"bbox": [1, 2, 3, 4]}]')
-    with pytest.raises(ValueError, match="bad.json"):
-        load_detections(bad)
 
 
 def test_coco_eval_of_ground_truth_is_perfect(marked_image):

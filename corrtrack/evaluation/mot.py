@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from corrtrack.evaluation.lsap import linear_sum_assignment
+from corrtrack.assignment import linear_sum_assignment
 from corrtrack.evaluation.prepare import DIST_THRESH, J, PreparedFrame, PreparedSequence
 
 DUMMY = -1          # object / hypothesis id of poseval's placeholder entries
@@ -71,7 +71,7 @@ def _lsa(costs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
     Forbidden edges get a constant large enough that the optimum first maximises the number of allowed
     pairs (l > (2r - 1) c for costs in [-c, c], r = min(shape)); pairs on forbidden edges are dropped.
-    The solver returns SciPy's assignment (``lsap``), ties included.
+    The solver returns SciPy's assignment (``corrtrack.assignment``), ties included.
     """
     valid = np.isfinite(costs)
     if valid.all():

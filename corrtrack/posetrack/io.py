@@ -1,7 +1,8 @@
 """Read and write PoseTrack 2017 (``annolist``) and 2018 (COCO-like) files, one JSON per video.
 
 Both formats load into the same :class:`~corrtrack.posetrack.types.Sequence` (keypoints in 2018 slot
-order); 2017 joint ids are the 15 evaluation ids (``keypoints.EVAL_TO_POSETRACK`` maps them to slots).
+order); PoseTrack21 files (2018 plus ``person_id``) are read by ``posetrack21.py`` through the same 2018
+reader; 2017 joint ids are the 15 evaluation ids (``keypoints.EVAL_TO_POSETRACK`` maps them to slots).
 Anything malformed raises :class:`PoseTrackFormatError` naming the file, the field and the frame (frame
 numbers are 0-based positions in the file's ``images`` / ``annolist`` list).
 """
@@ -68,17 +69,19 @@ def read_json(path: str) -> Any:
 
 
 def detect_format(data: Any) -> str | None:
-    """"2018" (has ``images``), "2017" (has ``annolist``) or None."""
+    """"2021" (PoseTrack21: ``images`` with ``has_labeled_person`` or ``person_id``), "2018" (has ``images``),
+    "2017" (has ``annolist``) or None."""
     if isinstance(data, dict):
         if "images" in data:
-            return "2018"
+            from corrtrack.posetrack.posetrack21 import is_posetrack21
+            return "2021" if is_posetrack21(data) else "2018"
         if "annolist" in data:
             return "2017"
     return None
 
 
 def load_sequence(path: str, name: str | None = None) -> Sequence:
-    """Load one video file, 2017 or 2018 format (autodetected). ``name`` defaults to the file stem."""
+    """Load one video file, 2017, 2018 or PoseTrack21 format (autodetected). ``name`` defaults to the file stem."""
     path = os.fspath(path)
     data = read_json(path)
     with no_gc():
@@ -93,6 +96,9 @@ def parse_sequence(data: Any, path: str | None = None, name: str | None = None) 
         raise PoseTrackFormatError(f"top level is a JSON {_json_type(data)}, expected an object with "
                                    "'images' (PoseTrack 2018) or 'annolist' (PoseTrack 2017)", path)
     fmt = detect_format(data)
+    if fmt == "2021":
+        from corrtrack.posetrack.posetrack21 import parse_posetrack21
+        return parse_posetrack21(data, path, name)
     if fmt == "2018":
         return _parse_2018(data, path, name)
     if fmt == "2017":
@@ -176,11 +182,12 @@ def _box_or_none(v: Any, path, field, frame) -> np.ndarray | None:
     return _numbers(v, 4, path, field, frame)
 
 
-def _new_person(keypoints, present, track_id, scores, bbox, head_box, has_points=True, score=None) -> Person:
+def _new_person(keypoints, present, track_id, scores, bbox, head_box, has_points=True, score=None,
+                ann_id=None) -> Person:
     # Fast construction for the loaders: the arrays are already validated and shaped.
     p = Person.__new__(Person)
     p.keypoints, p.present, p.track_id, p.scores = keypoints, present, track_id, scores
-    p.bbox, p.head_box, p.has_points, p.score = bbox, head_box, has_points, score
+    p.bbox, p.head_box, p.has_points, p.score, p.ann_id = bbox, head_box, has_points, score, ann_id
     return p
 
 
@@ -190,8 +197,8 @@ def _category_slots(data: dict, path) -> np.ndarray | None:
     if not isinstance(cats, list) or not cats or not isinstance(cats[0], dict):
         return None
     names = cats[0].get("keypoints")
-    if not isinstance(names, list) or list(names) == list(POSETRACK_NAMES):
-        return None
+    if not isinstance(names, list) or not names or list(names) == list(POSETRACK_NAMES):
+        return None                              # no names (poseval reads none): 2018 slot order
     alias = {"neck": "head_bottom", "head": "head_top"}
     slots = []
     for n in names:
@@ -261,19 +268,21 @@ def _parse_2018(data: dict, path, name: str) -> Sequence:
         if isinstance(lab, list):
             lab = lab[0] if lab else None
         vid_id = im.get("vid_id", vid_id)
+        w, h = im.get("width"), im.get("height")
         frames.append(Frame(file_name=fn, image_id=iid, persons=[],
                             is_labeled=None if lab is None else bool(lab),
-                            ignore_regions=_regions_2018(im, path, i)))
+                            ignore_regions=_regions_2018(im, path, i),
+                            width=int(w) if _is_num(w) else None, height=int(h) if _is_num(h) else None))
 
     # Pass 1: validate and collect (a batch fast path for well-formed files, else annotation by annotation);
     # pass 2: one batched float conversion for all keypoints.
     unknown = 0
     fast = _anns_fast_2018(anns, index, n_file)
     if fast is not None:
-        owners, idx, kps, tids, scores, bboxes, heads, pscores = fast
+        owners, idx, kps, tids, scores, bboxes, heads, pscores, aids = fast
         anns = ()
     else:
-        owners, idx, kps, tids, scores, bboxes, heads, pscores = [], [], [], [], [], [], [], []
+        owners, idx, kps, tids, scores, bboxes, heads, pscores, aids = [], [], [], [], [], [], [], [], []
     for k, ann in enumerate(anns):
         fld = f"annotations[{k}]"
         if not isinstance(ann, dict):
@@ -316,6 +325,8 @@ def _parse_2018(data: dict, path, name: str) -> Sequence:
         bboxes.append(_box_or_none(ann.get("bbox"), path, fld + ".bbox", fi))
         heads.append(_box_or_none(ann.get("bbox_head"), path, fld + ".bbox_head", fi))
         pscores.append(ps)
+        aid = ann.get("id")
+        aids.append(aid if isinstance(aid, (int, str)) and not isinstance(aid, bool) else None)
     if unknown:
         log.warning("%s: %d annotation(s) refer to an image id that is not in 'images'; ignored", path,
                     unknown)
@@ -342,7 +353,7 @@ def _parse_2018(data: dict, path, name: str) -> Sequence:
     for k, fi in enumerate(owners):
         r = srow.get(k)
         frames[fi].persons.append(_new_person(arr[k], present[k], tids[k], None if r is None else sarr[r],
-                                              bboxes[k], heads[k], True, pscores[k]))
+                                              bboxes[k], heads[k], True, pscores[k], aids[k]))
     return Sequence(name=name, frames=frames, format="2018", path=path, vid_id=vid_id)
 
 
@@ -387,6 +398,7 @@ def _anns_fast_2018(anns: list, index: dict, n_file: int):
         heads = [a.get("bbox_head") for a in anns]
         boxes = [a.get("bbox") for a in anns]
         pss = [a.get("score") for a in anns]
+        aids = [a.get("id") for a in anns]
     except (KeyError, TypeError, AttributeError):
         return None
     n = 3 * n_file
@@ -408,7 +420,8 @@ def _anns_fast_2018(anns: list, index: dict, n_file: int):
     if heads is None or boxes is None:
         return None
     pss = [None if p is None else float(p) for p in pss]
-    return fis, list(range(len(anns))), kps, tids, scores, boxes, heads, pss
+    aids = [a if type(a) in (int, str) else None for a in aids]
+    return fis, list(range(len(anns))), kps, tids, scores, boxes, heads, pss, aids
 
 
 def _batch_numbers(rows: list, n: int, path, field: str, owners: list[int], ann_idx: list[int]) -> np.ndarray:

@@ -5,6 +5,7 @@ format was; the 2017 ``annolist`` evaluation ids are converted on load and on sa
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -33,6 +34,33 @@ def absent_2018(keypoints: np.ndarray) -> np.ndarray:
     return (k[..., 0] == 0) & (k[..., 1] == 0) & (k[..., 2] == 0)
 
 
+# A head size is this share of the head box's diagonal (PCKh; poseval's ``getHeadSize``).
+HEAD_SIZE_FACTOR = 0.6
+
+
+def head_size(head_box: np.ndarray) -> np.ndarray | float:
+    """Head size of (..., 4) head boxes [x, y, w, h] in pixels: 0.6 x the box diagonal, computed as poseval
+    does from the corners (x2 = x + w). NaN / inf boxes give NaN / inf without a warning; a single box
+    gives a float."""
+    b = np.asarray(head_box, dtype=np.float64)
+    x, y, w, h = np.moveaxis(b, -1, 0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        dx, dy = (x + w) - x, (y + h) - y
+        hs = HEAD_SIZE_FACTOR * np.sqrt(dx * dx + dy * dy)
+    return float(hs) if np.ndim(hs) == 0 else hs
+
+
+def frame_number(file_name: str | os.PathLike) -> int:
+    """The frame number of a PoseTrack image: the integer stem of its file name (poseval's rule), e.g.
+    ``images/val/000342_mpii_test/000017.jpg`` -> 17. Raises ValueError naming the file otherwise."""
+    stem = os.path.splitext(os.path.basename(os.fspath(file_name)))[0]
+    try:
+        return int(stem)
+    except ValueError:
+        raise ValueError(f"{os.fspath(file_name)}: a PoseTrack frame file name must be its frame number "
+                         f"(an integer), got '{stem}'") from None
+
+
 @dataclass(eq=False)
 class Person:
     """One person in one frame.
@@ -44,6 +72,7 @@ class Person:
     scores: (17,) per-joint scores or None; NaN marks a present joint without a score.
     bbox, head_box: [x, y, w, h] in pixels or None.
     has_points: False for a 2017 ``annorect`` without ``annopoints`` (the evaluation drops such persons).
+    score: the person's score or None. ann_id: the 2018 annotation ``id`` (None when absent or 2017).
     """
 
     keypoints: np.ndarray
@@ -54,6 +83,7 @@ class Person:
     present: np.ndarray | None = None
     has_points: bool = True
     score: float | None = None
+    ann_id: int | str | None = None
 
     def __post_init__(self) -> None:
         self.keypoints = np.asarray(self.keypoints, dtype=np.float64).reshape(NUM_JOINTS, 3)
@@ -75,6 +105,7 @@ class Frame:
 
     ignore_regions: list of (K, 2) polygons (x, y) in pixels; joints strictly inside are not evaluated.
     is_labeled: the file's flag, or None when the file has none (the evaluation does not read it).
+    width, height: image size in pixels from the file (2018 ``width`` / ``height``), None when absent.
     """
 
     file_name: str = ""
@@ -82,11 +113,14 @@ class Frame:
     persons: list[Person] = field(default_factory=list)
     is_labeled: bool | None = None
     ignore_regions: list[np.ndarray] = field(default_factory=list)
+    width: int | None = None
+    height: int | None = None
 
 
 @dataclass(eq=False)
 class Sequence:
-    """One video: its frames in file order. ``format`` is "2017", "2018" or None (built in memory)."""
+    """One video: its frames in file order. ``format`` is "2017", "2018", "2021" (PoseTrack21)
+    or None (built in memory)."""
 
     name: str
     frames: list[Frame] = field(default_factory=list)

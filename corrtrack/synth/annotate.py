@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from corrtrack import keypoints as K
+from corrtrack.posetrack.types import head_size
 from corrtrack.synth.render import ItemStats, PersonView, joint_visibility
 
 EVAL_SLOTS = np.array([s for s in range(K.NUM_JOINTS) if s not in K.POSETRACK_UNUSED_SLOTS])
@@ -171,7 +172,7 @@ def pckh_conflicts(anns: list[dict]) -> list[dict]:
                     continue
                 kb = np.asarray(b["keypoints"]).reshape(-1, 3)[EVAL_SLOTS]
                 hb = b["bbox_head"]
-                thresh = 0.5 * 0.6 * float(np.hypot(hb[2], hb[3]))
+                thresh = 0.5 * head_size(hb)
                 has_b = kb[:, 2] > 0
                 both = has_b & (ka[:, 2] > 0)
                 d = np.hypot(*(ka[:, :2] - kb[:, :2]).T)

@@ -14,16 +14,12 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.stages import StageParts
 
 
-def _plain(node) -> dict:
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
-
-
 def build(cfg: DictConfig, run_dir: Path) -> StageParts:
     from datamodules.pairs import PairDataModule
 
+    sections = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("optim", "loss", "vis")}
     common = dict(input_size=int(cfg.data.input_size), stride=int(cfg.data.stride),
-                  optim=_plain(cfg.optim), loss=_plain(cfg.loss), vis=_plain(cfg.vis),
-                  joint_layout=str(cfg.data.train_format))
+                  joint_layout=str(cfg.data.train_format), **sections)
     m = cfg.model
     if cfg.stage == "siamese":
         from corrtrack.nets.utils import load_pretrained
@@ -36,19 +32,46 @@ def build(cfg: DictConfig, run_dir: Path) -> StageParts:
         if m.pretrained:
             load_pretrained(module.siamese.backbone, m.pretrained)
     elif cfg.stage == "refine":
-        from experiments.run import resolve_checkpoint
+        from corrtrack import checkpoints
         from lightning_modules.refine import RefinementModule
 
-        spec = m.siamese_ckpt
-        if spec not in (None, "", "latest") and Path(spec).is_dir():   # a run folder: its best checkpoint
-            from corrtrack.correspondence import resolve_checkpoint_path
-            ckpt = resolve_checkpoint_path(spec)
-        else:
-            ckpt = resolve_checkpoint(spec, cfg.output_root, "siamese")
-        print(f"[corrtrack] refine: frozen Siamese stage from {ckpt}")
-        module = RefinementModule.from_siamese_checkpoint(ckpt, refinement={"width": float(m.width), "residual": bool(m.residual)},
-                                                          pretrained=m.pretrained, **common)
+        ckpt = checkpoints.load(m.siamese_ckpt, cfg.output_root, "siamese", accept=("siamese", "refine"),
+                                what="model.siamese_ckpt")
+        print(f"[corrtrack] refine: frozen Siamese stage from {ckpt.path}")
+        module = RefinementModule.from_siamese_checkpoint(
+            ckpt, refinement={"width": float(m.width), "residual": bool(m.residual)}, pretrained=m.pretrained,
+            **common)
     else:
         raise ValueError(f"this builder serves 'siamese' and 'refine', not {cfg.stage!r}")
     module.figure_dir = Path(run_dir) / "figures"
     return StageParts(module=module, datamodule=PairDataModule(cfg.data, seed=int(cfg.seed)))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m experiments.stages.correspondence bench-data``: pairs per second of the training data
+    pipeline (``datamodules.pairs.benchmark_pipeline``) of a stage config."""
+    import argparse
+
+    from datamodules.pairs import benchmark_pipeline
+    from experiments.config import load_config
+
+    p = argparse.ArgumentParser(prog="python -m experiments.stages.correspondence",
+                                description="pairs per second of the correspondence data pipeline")
+    p.add_argument("command", choices=["bench-data"])
+    p.add_argument("overrides", nargs="*", help="key=value config changes (e.g. data.input_size=256)")
+    p.add_argument("--stage", default="siamese", choices=["siamese", "refine"])
+    p.add_argument("--preset", action="append", default=None, help="config preset(s) (default: cpu)")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: the config's)")
+    p.add_argument("--batches", type=int, default=20)
+    args = p.parse_args(argv)
+    cfg = load_config(args.stage, args.preset or ["cpu"], args.overrides)
+    rate = benchmark_pipeline(cfg, num_workers=args.workers, batches=args.batches)
+    print(f"data pipeline ({args.stage}, {'+'.join(args.preset or ['cpu'])}, batch {int(cfg.data.batch_size)}, "
+          f"{int(cfg.data.input_size)} px): {rate:.1f} pairs/s")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -15,33 +15,6 @@ from omegaconf import DictConfig, OmegaConf
 from experiments.stages import StageParts
 
 
-def _plain(node) -> dict:
-    return OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
-
-
-def load_init_checkpoint(module, spec: str, output_root: str) -> Path:
-    """Load the ``net.`` weights of a pose checkpoint (path or ``latest``) into ``module.net``."""
-    import torch
-
-    from experiments.run import resolve_checkpoint
-
-    path = resolve_checkpoint(spec, output_root, "pose")
-    ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    state = {k[4:]: v for k, v in ckpt["state_dict"].items() if k.startswith("net.")}
-    module.net.load_state_dict(state)
-    return path
-
-
-def _init_net_kwargs(spec: str, output_root: str) -> dict | None:
-    import torch
-
-    from experiments.run import resolve_checkpoint
-
-    path = resolve_checkpoint(spec, output_root, "pose")
-    hp = torch.load(path, map_location="cpu", weights_only=False).get("hyper_parameters") or {}
-    return dict(hp["net"]) if "net" in hp else None
-
-
 def build(cfg: DictConfig, run_dir: Path) -> StageParts:
     from datamodules.topdown import TopDownDataModule
     from lightning_modules.pose import PoseEstimatorModule
@@ -49,10 +22,15 @@ def build(cfg: DictConfig, run_dir: Path) -> StageParts:
     if cfg.stage not in ("pose", "finetune"):
         raise ValueError(f"experiments.stages.pose builds 'pose' and 'finetune', not {cfg.stage!r}")
     m = cfg.model
-    net_kwargs = _plain(m.net)
+    net_kwargs = OmegaConf.to_container(m.net, resolve=True)
+    init = None
     if m.init_ckpt:
-        ck_net = _init_net_kwargs(str(m.init_ckpt), cfg.output_root)
-        if ck_net is not None and ck_net != net_kwargs:
+        from corrtrack import checkpoints
+
+        init = checkpoints.load(str(m.init_ckpt), cfg.output_root, "pose", accept=("pose", "finetune"),
+                                what="model.init_ckpt")
+        ck_net = init.hparams.get("net")
+        if isinstance(ck_net, dict) and ck_net != net_kwargs:
             print(f"[corrtrack] {cfg.stage}: using the initial checkpoint's network {ck_net} "
                   f"(config model.net {net_kwargs} ignored)")
             net_kwargs = ck_net
@@ -64,10 +42,10 @@ def build(cfg: DictConfig, run_dir: Path) -> StageParts:
         stage_weights=[float(v) for v in m.loss.stage_weights], flip_test=bool(m.flip_test),
         oks_nms=None if cfg.val.oks_nms is None else float(cfg.val.oks_nms),
         figure_crops=int(cfg.val.figure_crops), figure_every_n_epochs=int(cfg.val.figure_every_n_epochs),
-        figures_dir=str(Path(run_dir) / "figures"))
-    if m.init_ckpt:
-        path = load_init_checkpoint(module, str(m.init_ckpt), cfg.output_root)
-        print(f"[corrtrack] {cfg.stage}: initialised from {path}")
+        figures_dir=str(Path(run_dir) / "figures"), stage=str(cfg.stage))
+    if init is not None:
+        checkpoints.load_weights(module.net, init, "net.", what="model.init_ckpt")
+        print(f"[corrtrack] {cfg.stage}: initialised from {init.path}")
     elif m.pretrained:
         from corrtrack.nets.utils import load_pretrained
 
@@ -96,8 +74,10 @@ def evaluate_checkpoint(ckpt: str | Path, overrides: list[str] | None = None, un
     from corrtrack.nets.pose import PoseNet
     from corrtrack.oks import oks_nms
     from corrtrack.pose import PoseEstimator, pose_score
-    from datamodules.sources import read_image
-    from datamodules.topdown import TopDownDataModule, coco_keypoint_eval, load_detections
+    from corrtrack.evaluation.coco import coco_keypoint_eval
+    from corrtrack.imageio import read_rgb
+    from corrtrack.posetrack import load_detections
+    from datamodules.topdown import TopDownDataModule
 
     ckpt = Path(ckpt)
     cfg_path = ckpt.resolve().parent.parent / "config.yaml"
@@ -119,15 +99,16 @@ def evaluate_checkpoint(ckpt: str | Path, overrides: list[str] | None = None, un
     records = dm.val_set.records
     if cfg.data.get("det_file"):
         dets = load_detections(cfg.data.det_file, float(cfg.data.det_min_score))
-        boxes = [np.array([d[0] for d in dets.get(r.image_id, [])]).reshape(-1, 4) for r in records]
-        box_scores = [np.array([d[1] for d in dets.get(r.image_id, [])]) for r in records]
+        rows = [dets.get(r.image_id, np.zeros((0, 5))) for r in records]
+        boxes = [d[:, :4] for d in rows]
+        box_scores = [d[:, 4] for d in rows]
     else:
         boxes = [np.asarray(r.boxes, np.float64) for r in records]
         box_scores = [np.ones(len(b)) for b in boxes]
     sigmas = dm.sigmas
     results = []
     for r, b, s in zip(records, boxes, box_scores):
-        poses = est.estimate([read_image(r.path)], [b])[0]
+        poses = est.estimate([read_rgb(r.path)], [b])[0]
         scores = pose_score(poses, s)
         keep = np.arange(len(poses))
         if cfg.get("val", {}).get("oks_nms") is not None and len(poses):

@@ -1,0 +1,67 @@
+"""Shipped weights: export keeps exactly what the loaders need, the manifest matches, corruption is caught."""
+import json
+
+import pytest
+import torch
+
+from corrtrack import weights as W
+
+
+def _fake_run(tmp_path, name="run-a"):
+    run = tmp_path / "outputs" / "siamese" / name
+    (run / "checkpoints").mkdir(parents=True)
+    ckpt = run / "checkpoints" / "best-epoch=003-step=40.ckpt"
+    torch.save({"hyper_parameters": {"stage": "siamese", "net": {"siamese": {"width": 0.25}}},
+                "state_dict": {"siamese.w": torch.arange(6.0)}, "epoch": 3, "global_step": 40,
+                "optimizer_states": [{"big": torch.zeros(1000)}], "loops": {"x": 1}}, ckpt)
+    (run / "summary.json").write_text(json.dumps({"stage": "siamese", "best_checkpoint": str(ckpt),
+                                                  "final_metrics": {"val/corr_pck": 0.47}}))
+    return run, ckpt
+
+
+def test_export_keeps_weights_drops_training_state_and_writes_manifest(tmp_path):
+    run, _ = _fake_run(tmp_path)
+    out = tmp_path / "weights"
+    manifest = W.export({"correspondence": run}, out, command="make weights", commit="abc",
+                        extra_metrics={"correspondence": {"bench_occluded": 40.9}})
+    slim = torch.load(out / "correspondence.ckpt", weights_only=False)
+    assert set(slim) == {"hyper_parameters", "state_dict", "epoch", "global_step"}
+    assert torch.equal(slim["state_dict"]["siamese.w"], torch.arange(6.0))
+    entry = manifest["files"]["correspondence"]
+    assert entry["sha256"] == W.sha256(out / "correspondence.ckpt")
+    assert entry["stage"] == "siamese" and entry["source_run"] == "run-a" and entry["global_step"] == 40
+    assert entry["metrics"] == {"val/corr_pck": 0.47, "bench_occluded": 40.9}
+    assert manifest["command"] == "make weights" and manifest["commit"] == "abc"
+    assert W.verify(out)["files"].keys() == {"correspondence"}
+
+
+def test_verify_catches_changed_and_missing_files(tmp_path):
+    run, _ = _fake_run(tmp_path)
+    out = tmp_path / "weights"
+    W.export({"correspondence": run}, out)
+    data = (out / "correspondence.ckpt").read_bytes()
+    (out / "correspondence.ckpt").write_bytes(data[:-10] + bytes(10))
+    with pytest.raises(W.WeightsError, match="sha256"):
+        W.verify(out)
+    (out / "correspondence.ckpt").unlink()
+    with pytest.raises(W.WeightsError, match="missing"):
+        W.verify(out)
+
+
+def test_cli_errors_are_one_line(tmp_path, capsys):
+    assert W.main(["verify", "--dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "MANIFEST.json" in err and "Traceback" not in err and err.count("\n") == 1
+    assert W.main(["export", "--pose", str(tmp_path / "nope"), "--out", str(tmp_path / "w")]) == 2
+    assert "nope" in capsys.readouterr().err
+    with pytest.raises(W.WeightsError, match="no shipped reid weights"):
+        W.shipped("reid", tmp_path)
+
+
+@pytest.mark.skipif(not (W.WEIGHTS_DIR / W.MANIFEST).is_file(), reason="the project ships no weights yet")
+def test_shipped_weights_load_and_match_their_manifest():
+    manifest = W.verify()
+    assert set(manifest["files"]) == set(W.ROLES)
+    assert manifest["command"] and manifest["commit"]
+    total = sum((W.WEIGHTS_DIR / e["file"]).stat().st_size for e in manifest["files"].values())
+    assert total <= 20 * 2**20
