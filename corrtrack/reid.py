@@ -23,7 +23,7 @@ from torch import Tensor
 
 from corrtrack import geometry
 from corrtrack.nets.reid import ReIDNet, ResNet50ReID, build_reid_net, convert_resnet50_state_dict
-from corrtrack.pose import to_input_tensor
+from corrtrack.nets.utils import normalize_images
 
 DEFAULT_INPUT_SIZE = (256, 128)
 DEFAULT_PADDING = 1.1
@@ -75,38 +75,17 @@ class ReIDEmbedder:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **overrides: Any
                         ) -> "ReIDEmbedder":
-        """A ``ReIDModule`` checkpoint (``hyper_parameters["stage"] == "reid"``), loaded without
-        Lightning: the net is rebuilt from ``hyper_parameters["net"]`` without its training classifier
-        and loaded from the ``net.``-prefixed weights; ``input_size`` and ``padding`` come from the
-        hyper-parameters unless given in ``overrides`` (any :class:`ReIDEmbedder` argument).
-        Raises FileNotFoundError / ValueError naming the file (missing, not a checkpoint, another stage)."""
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"re-ID checkpoint not found: {path}")
-        ckpt = _torch_load(path)
-        hp = ckpt.get("hyper_parameters") if isinstance(ckpt, dict) else None
-        if not isinstance(hp, dict) or "state_dict" not in ckpt:
-            raise ValueError(f"{path}: not a Lightning checkpoint (no hyper_parameters / state_dict)")
-        stage = hp.get("stage")
-        if stage != "reid":
-            raise ValueError(f"{path}: a {stage or 'non-re-ID'!r} checkpoint, not a re-ID one "
-                             f"(hyper_parameters.stage must be 'reid')")
-        if "net" not in hp:
-            raise ValueError(f"{path}: hyper_parameters has no 'net' (the re-ID net's arguments)")
-        kwargs = dict(hp["net"])
-        kwargs["num_classes"] = 0                  # inference needs no identity classifier
-        net = build_reid_net(**kwargs)
-        state = {k[4:]: v for k, v in ckpt["state_dict"].items()
-                 if k.startswith("net.") and not k.startswith("net.neck.classifier.")}
-        try:
-            net.load_state_dict(state)
-        except RuntimeError as e:
-            raise ValueError(f"{path}: weights do not fit the saved net {hp['net']}: {e}") from None
-        args = dict(input_size=tuple(hp.get("input_size", DEFAULT_INPUT_SIZE)),
-                    padding=float(hp.get("padding", DEFAULT_PADDING)))
-        args.update(overrides)
-        return cls(net, device=device, **args)
+        """A ``ReIDModule`` checkpoint (a ``.ckpt`` file or a run folder; ``hyper_parameters["stage"] ==
+        "reid"``), loaded without Lightning (``corrtrack.checkpoints``): the net is rebuilt from
+        ``hyper_parameters["net"]``, loaded from the ``net.``-prefixed weights, and its training
+        classifier is dropped; ``input_size`` and ``padding`` come from the hyper-parameters unless given
+        in ``overrides`` (any :class:`ReIDEmbedder` argument). A missing file, a corrupt one or another
+        stage's checkpoint is a one-line ``corrtrack.checkpoints.CheckpointError`` (a ValueError; a
+        FileNotFoundError when missing) naming the file."""
+        from corrtrack import checkpoints
 
+        ck = checkpoints.load(path, accept=("reid",))
+        return cls(reid_net(ck), device=device, **{**_inference_args(ck.hparams), **overrides})
     @classmethod
     def from_resnet50_weights(cls, path: str | Path, device: str | torch.device = "cpu",
                               last_stride: int = 1, **kwargs: Any) -> "ReIDEmbedder":
@@ -134,6 +113,8 @@ class ReIDEmbedder:
     def load(cls, path: str | Path, device: str | torch.device = "cpu", **kwargs: Any) -> "ReIDEmbedder":
         """A project re-ID checkpoint (``stage: reid``) or, failing that, a user's ResNet-50 state dict."""
         path = Path(path)
+        if path.is_dir():
+            return cls.from_checkpoint(path, device, **kwargs)
         if not path.is_file():
             raise FileNotFoundError(f"re-ID weights not found: {path}")
         obj = _torch_load(path)
@@ -156,7 +137,7 @@ class ReIDEmbedder:
         step = self.batch_size or n
         out = []
         for s in range(0, n, step):
-            x = to_input_tensor(crops[s:s + step]).to(self.device).contiguous(memory_format=self._fmt)
+            x = normalize_images(crops[s:s + step]).to(self.device).contiguous(memory_format=self._fmt)
             out.append(torch.nn.functional.normalize(self.net.embed(x).float(), dim=1).cpu())
         return torch.cat(out).numpy().astype(np.float32)
 
@@ -174,6 +155,29 @@ class ReIDEmbedder:
         if boxes.size and (boxes.ndim != 2 or boxes.shape[1] != 4):
             raise ValueError(f"ReIDEmbedder.embed: expected (N, 4) [x, y, w, h] boxes, got {boxes.shape}")
         return self.embed_crops(self.crops(frame, boxes.reshape(-1, 4)))
+
+
+def reid_net(ck: Any, what: str | None = None) -> ReIDNet:
+    """The re-ID net of a read ``reid`` checkpoint (``corrtrack.checkpoints.Checkpoint``) in eval mode,
+    without its training classifier: kwargs from ``hyper_parameters["net"]``, weights from ``net.``."""
+    from corrtrack import checkpoints
+
+    kwargs = ck.hparams.get("net")
+    if not isinstance(kwargs, dict) or "arch" not in kwargs:
+        raise checkpoints.CheckpointError(f"{what + ': ' if what else ''}{ck.path}: hyper_parameters has no "
+                                          f"re-ID 'net' kwargs (with 'arch')")
+    try:
+        net = build_reid_net(**kwargs)
+    except (TypeError, ValueError) as e:
+        raise checkpoints.CheckpointError(f"{what + ': ' if what else ''}{ck.path}: hyper_parameters['net'] "
+                                          f"does not build a re-ID net ({e})") from None
+    checkpoints.load_weights(net, ck, "net.", what)
+    return net.drop_classifier().eval()
+
+
+def _inference_args(hp: dict) -> dict[str, Any]:
+    return {"input_size": tuple(int(v) for v in hp.get("input_size", DEFAULT_INPUT_SIZE)),
+            "padding": float(hp.get("padding", DEFAULT_PADDING))}
 
 
 def load_resnet50_weights(net: ResNet50ReID, state: dict[str, Tensor], source: str = "weights") -> dict:

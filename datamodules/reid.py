@@ -33,11 +33,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from corrtrack import geometry
-from corrtrack.nets.utils import IMAGE_MEAN
-from corrtrack.pose import to_input_tensor
+from corrtrack.imageio import read_rgb
+from corrtrack.nets.utils import IMAGE_MEAN, normalize_images
 from corrtrack.reid import crop_persons
 from datamodules.augment import augment_from_config
-from datamodules.sources import ImageRecord, dataset_root, frame_number, load_posetrack_records, read_image
+from datamodules.sources import ImageRecord, dataset_root, frame_number, load_posetrack_records
 from datamodules.workers import worker_init
 
 log = logging.getLogger(__name__)
@@ -185,7 +185,7 @@ class ReIDDataset(Dataset):
             return self._last[1]
         rec = self.records[record]
         try:
-            image = read_image(rec.path)
+            image = read_rgb(rec.path)
         except OSError as e:
             # a corrupt image must not kill a long run
             log.warning("using a blank image: %s", e)
@@ -202,7 +202,7 @@ class ReIDDataset(Dataset):
             crop = self.augment_crop(image, c.box, self._rng(index))
         else:
             crop = crop_persons(image, c.box[None], self.input_size, self.padding)[0]
-        return {"image": to_input_tensor(crop)[0].numpy(), "label": np.int64(c.identity),
+        return {"image": normalize_images(crop).numpy(), "label": np.int64(c.identity),
                 "frame": np.int64(c.frame), "video": self.video_ids[index], "index": np.int64(index)}
 
 

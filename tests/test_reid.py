@@ -252,10 +252,10 @@ def test_datamodule_holds_out_whole_videos(tiny_world):
     assert sample["image"].shape == (3, 64, 32) and sample["image"].dtype == np.float32
     # validation crops are exactly the inference crops
     c = va.crops[0]
-    from corrtrack.pose import to_input_tensor
-    from datamodules.sources import read_image
+    from corrtrack.nets.utils import normalize_images
+    from corrtrack.imageio import read_rgb as read_image
 
-    want = to_input_tensor(crop_persons(read_image(va.records[c.record].path), c.box[None], (64, 32), 1.1))
+    want = normalize_images(crop_persons(read_image(va.records[c.record].path), c.box[None], (64, 32), 1.1))
     assert np.array_equal(sample["image"], want[0].numpy())
     batch = next(iter(dm.train_dataloader()))
     labels = batch["label"].numpy()
@@ -307,6 +307,7 @@ def test_checkpoint_round_trip_gives_the_module_embeddings(trained_reid, tiny_wo
 
     module = ReIDModule.load_from_checkpoint(ckpt, map_location="cpu").eval()
     emb = ReIDEmbedder.from_checkpoint(ckpt)
+    assert ReIDEmbedder.from_checkpoint(trained_reid).dim == 128           # a run folder: its best checkpoint
     assert emb.input_size == (64, 32) and emb.padding == pytest.approx(1.1) and emb.dim == 128
     assert emb.net.num_classes == 0                           # the identity classifier is not kept
     dm = ReIDDataModule(_data_cfg(tiny_world), seed=0)
@@ -314,7 +315,7 @@ def test_checkpoint_round_trip_gives_the_module_embeddings(trained_reid, tiny_wo
     va = dm.val_set
     r = va.crops[0].record
     idx = [i for i, c in enumerate(va.crops) if c.record == r]
-    from datamodules.sources import read_image
+    from corrtrack.imageio import read_rgb as read_image
 
     got = emb.embed(read_image(va.records[r].path), np.stack([va.crops[i].box for i in idx]))
     x = torch.from_numpy(np.stack([va[i]["image"] for i in idx]))
@@ -340,8 +341,10 @@ def test_checkpoint_round_trip_gives_the_module_embeddings(trained_reid, tiny_wo
 def test_from_checkpoint_rejects_other_stages_and_files(tmp_path):
     pose = tmp_path / "pose.ckpt"
     torch.save({"hyper_parameters": {"stage": "finetune", "net": {}}, "state_dict": {}}, pose)
-    with pytest.raises(ValueError, match=r"pose.ckpt: a 'finetune' checkpoint, not a re-ID one"):
+    with pytest.raises(ValueError, match=r"pose.ckpt is a 'finetune' checkpoint; a 'reid' checkpoint is needed"):
         ReIDEmbedder.from_checkpoint(pose)
+    with pytest.raises(ValueError, match=r"pose.ckpt is a 'finetune' checkpoint"):
+        ReIDEmbedder.load(pose)
     junk = tmp_path / "junk.ckpt"
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="junk.ckpt: cannot read"):

@@ -91,6 +91,13 @@ class ReIDNet(nn.Module):
     def num_classes(self) -> int:
         return self.neck.num_classes
 
+    def drop_classifier(self) -> "ReIDNet":
+        """Remove the training classifier (inference needs only the embeddings); returns self."""
+        self.neck.classifier = None
+        self.neck.num_classes = 0
+        self.kwargs["num_classes"] = 0
+        return self
+
 
 class BNInceptionReID(ReIDNet):
     """BN-Inception trunk (layers 1..``last``, ``width`` x the Caffe channel counts) + GAP + BNNeck.
