@@ -33,7 +33,7 @@ RUN := $(PY) -m experiments.run
 
 .DEFAULT_GOAL := help
 .PHONY: help venv demo test test-slow world preview train-siamese train-refine train-pose finetune-pose weights \
-        track bench-eval bench-corr bench-propagation bench-track clean
+        train-reid track bench-eval bench-corr bench-propagation bench-track clean
 
 help: ## list every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -73,6 +73,9 @@ train-pose: $(STAMP) ## train the top-down pose estimator on COCO-format data
 
 finetune-pose: $(STAMP) ## fine-tune the pose estimator on PoseTrack-format data (POSE_CKPT=latest|path)
 	$(RUN) finetune $(PRESET) $(subst data.train_format=coco,,$(DATA_ARGS)) model.init_ckpt=$(POSE_CKPT) $(ARGS)
+
+train-reid: $(STAMP) ## train the person re-ID net of the tracker's reid cue on PoseTrack track identities
+	$(RUN) reid $(PRESET) $(subst data.train_format=coco,,$(DATA_ARGS)) $(ARGS)
 
 weights: $(STAMP) ## retrain the shipped weights (pose, Siamese+refinement, re-ID) with the cpu presets; export to weights/
 	bash experiments/weights.sh $(WEIGHTS_ID)
