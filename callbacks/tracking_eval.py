@@ -161,11 +161,13 @@ class TrackingEvaluationCallback(pl.Callback):
     # ------------------------------------------------------------------------------------- configuration
     @classmethod
     def from_config(cls, section: Mapping[str, Any], posetrack_root: str | Path | Callable[[], str | Path],
-                    fast_dev_run: bool = False) -> "TrackingEvaluationCallback | None":
+                    fast_dev_run: bool = False, weights_dir: str | Path | None = None
+                    ) -> "TrackingEvaluationCallback | None":
         """The callback of a ``track_eval`` config section (experiments/configs/siamese.yaml), or None when
         it is disabled or no cue can run. Loads the fixed networks on the CPU (moved to the module's device
         at the first evaluation); raises :class:`TrackEvalSetupError` (one line naming the key) for a
-        configured checkpoint that is missing or of the wrong stage."""
+        configured checkpoint that is missing or of the wrong stage. ``weights_dir``: where the shipped
+        weights are looked for (default ``weights/``)."""
         s = dict(section)
         if not s.get("enabled", False):
             return None
@@ -180,7 +182,7 @@ class TrackingEvaluationCallback(pl.Callback):
             raise TrackEvalSetupError(f"track_eval.tracking: {e}") from None
         cues = list(s.get("cues") or CUES)
         models, skipped = load_fixed_models(config, cues, s.get("pose_ckpt"), s.get("reid_ckpt"),
-                                            s.get("recovery_ckpt"))
+                                            s.get("recovery_ckpt"), weights_dir)
         for what, why in skipped.items():
             print(f"[corrtrack] track_eval: {why}")
         if "pose" in skipped:
@@ -200,6 +202,10 @@ class TrackingEvaluationCallback(pl.Callback):
         """Load the videos on every rank (a bad annotation file then fails on all of them alike)."""
         if not trainer.is_global_zero:
             self.models = Models()                                     # only rank 0 tracks
+        self.prepare()
+
+    def prepare(self) -> None:
+        """Resolve the PoseTrack root and load (and cut) the videos, once. Raises TrackingInputError."""
         if self.videos is not None:
             return
         root = self.posetrack_root() if callable(self.posetrack_root) else self.posetrack_root
@@ -340,7 +346,8 @@ def _to_device(model: Any, device: torch.device) -> None:
 
 
 def load_fixed_models(config: TrackingConfig, cues: list[str], pose_ckpt: str | None, reid_ckpt: str | None,
-                      recovery_ckpt: str | None) -> tuple[Models, dict[str, str]]:
+                      recovery_ckpt: str | None, weights_dir: str | Path | None = None
+                      ) -> tuple[Models, dict[str, str]]:
     """The networks that do not train, on the CPU: pose estimator (boxes gt / detections), recovery net,
     re-ID net (reid cue). A configured path must exist and load (else :class:`TrackEvalSetupError` naming
     the key); a null key takes the shipped weights, and when those are missing the network is skipped.
@@ -348,6 +355,7 @@ def load_fixed_models(config: TrackingConfig, cues: list[str], pose_ckpt: str | 
     from corrtrack import weights
     from corrtrack.tracking.models import load_corr, load_pose, load_reid
 
+    weights_dir = Path(weights_dir) if weights_dir is not None else weights.WEIGHTS_DIR
     models, skipped = Models(), {}
     wants = {"pose": config.boxes != "gt-poses",
              "recovery": config.boxes != "gt-poses" and config.recovery,
@@ -364,10 +372,10 @@ def load_fixed_models(config: TrackingConfig, cues: list[str], pose_ckpt: str | 
         path = given[kind]
         if path is None:
             try:
-                path = weights.shipped(role)
+                path = weights.shipped(role, weights_dir)
             except weights.WeightsError:
                 skipped[kind] = (f"no track_eval.{key} given and no shipped {role} weights "
-                                 f"({weights.WEIGHTS_DIR / (role + '.ckpt')} missing): {consequence[kind]}")
+                                 f"({weights_dir / (role + '.ckpt')} missing): {consequence[kind]}")
                 continue
         elif not Path(path).exists():
             raise TrackEvalSetupError(f"track_eval.{key}: {path}: no such file")
