@@ -10,12 +10,13 @@ from typing import Any
 import torch
 
 from corrtrack.tracking.config import TrackingConfig
+from corrtrack.weights import WEIGHTS_DIR
 from corrtrack.tracking.precompute import Models
 from corrtrack.tracking.video import TrackingInputError
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[2] / "weights"
-# the checkpoints ``python -m corrtrack.track`` uses when no path is given (weights/MANIFEST.json)
-DEFAULT_WEIGHTS = {"pose": WEIGHTS_DIR / "pose.ckpt", "corr": WEIGHTS_DIR / "refine.ckpt",
+# the checkpoints ``python -m corrtrack.track`` uses when no path is given: the shipped weights
+# (corrtrack.weights, weights/MANIFEST.json)
+DEFAULT_WEIGHTS = {"pose": WEIGHTS_DIR / "pose.ckpt", "corr": WEIGHTS_DIR / "correspondence.ckpt",
                    "reid": WEIGHTS_DIR / "reid.ckpt"}
 FLAGS = {"pose": "--pose-ckpt", "corr": "--corr-ckpt", "reid": "--reid-ckpt"}
 
