@@ -1,8 +1,10 @@
-"""PoseTrack evaluation CLI: AP and MOTA with poseval's official numbers, optionally keypoint HOTA.
+"""PoseTrack evaluation CLI: AP and MOTA with poseval's official numbers, optionally keypoint HOTA with the
+PoseTrack21 kit's.
 
     python -m corrtrack.evaluate --gt GT_DIR --pred PRED_DIR [--out metrics.json] [--strict] [--hota]
 
-One JSON per sequence in each folder, PoseTrack 2017 or 2018 format in any mix, paired by file name.
+One JSON per sequence in each folder, PoseTrack 2017, 2018 or PoseTrack21 format in any mix, paired by
+file name.
 Prints the AP and MOT tables (Head, Shou, Elb, Wri, Hip, Knee, Ankl, Total); ``--out`` writes the numbers
 as JSON (docs/evaluation.md). Bad input gives a one-line message naming the file (exit status 2), never a
 traceback. This module imports numpy, not torch.
@@ -26,8 +28,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="write the metrics as JSON to FILE")
     p.add_argument("--strict", action="store_true",
                    help="fix poseval's MOT quirks (last frame dropped, dummy entries for frames without "
-                        "GT or predictions); default: the official numbers")
-    p.add_argument("--hota", action="store_true", help="also compute keypoint HOTA (DetA, AssA, LocA)")
+                        "GT or predictions) and the PoseTrack21 kit's HOTA rules; default: the official "
+                        "numbers")
+    p.add_argument("--hota", action="store_true",
+                   help="also compute keypoint HOTA (DetA, AssA, LocA): the PoseTrack21 kit's numbers, or the "
+                        "corrected metric with --strict")
     p.add_argument("--engine", choices=("fast", "motmetrics"), default="fast",
                    help="MOT matching engine: vectorised (default) or the motmetrics reference (slow)")
     p.add_argument("--quiet", action="store_true", help="print no tables (warnings still go to stderr)")

@@ -26,32 +26,30 @@ import torch
 from torch import Tensor, nn
 
 from corrtrack import geometry
-from corrtrack.keypoints import POSETRACK_UNUSED_SLOTS, layout as keypoint_layout
-from corrtrack.nets.utils import IMAGE_MEAN, IMAGE_STD
+from corrtrack.keypoints import NUM_JOINTS, POSETRACK_UNUSED_SLOTS, layout as keypoint_layout
+from corrtrack.nets.utils import denormalize_images, normalize_images
 
-IMAGENET_MEAN = np.array(IMAGE_MEAN, dtype=np.float32)
-IMAGENET_STD = np.array(IMAGE_STD, dtype=np.float32)
 DEFAULT_PADDING = 1.25
+DEFAULT_INPUT_SIZE = (384, 288)     # (H, W) of a person crop (paper §6.1)
 
 
 # --------------------------------------------------------------------------------------------------
 # input normalisation
 # --------------------------------------------------------------------------------------------------
 def to_input_tensor(crops: np.ndarray) -> Tensor:
-    """(N, H, W, 3) or (H, W, 3) uint8 RGB crops -> (N, 3, H, W) float32, ImageNet-normalised."""
+    """(N, H, W, 3) or (H, W, 3) uint8 RGB crops -> (N, 3, H, W) float32, ImageNet-normalised
+    (``nets.utils.normalize_images``)."""
     a = np.asarray(crops)
     if a.ndim == 3:
         a = a[None]
     if a.ndim != 4 or a.shape[-1] != 3:
         raise ValueError(f"expected (N, H, W, 3) RGB crops, got shape {a.shape}")
-    x = (a.astype(np.float32) / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
-    return torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    return normalize_images(a)
 
 
 def from_input_tensor(x: Tensor) -> np.ndarray:
     """Inverse of :func:`to_input_tensor` (for pictures): (N, 3, H, W) -> (N, H, W, 3) uint8 RGB."""
-    a = x.detach().cpu().float().numpy().transpose(0, 2, 3, 1)
-    return np.clip((a * IMAGENET_STD + IMAGENET_MEAN) * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return denormalize_images(x)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -207,7 +205,7 @@ class PoseEstimator:
         padding: box enlargement used for the crops (must match training).
     """
 
-    def __init__(self, net: nn.Module, input_size: tuple[int, int] = (384, 288), flip_test: bool = True,
+    def __init__(self, net: nn.Module, input_size: tuple[int, int] = DEFAULT_INPUT_SIZE, flip_test: bool = True,
                  layout: str = "coco", device: str | torch.device = "cpu", batch_size: int = 32,
                  padding: float = DEFAULT_PADDING):
         self.device = torch.device(device)
@@ -233,7 +231,7 @@ class PoseEstimator:
         ck = checkpoints.load(path, accept=("pose", "finetune"))
         net = checkpoints.pose_net(ck)
         hp = ck.hparams
-        kwargs = dict(input_size=tuple(hp.get("input_size", (384, 288))), layout=hp.get("layout", "coco"),
+        kwargs = dict(input_size=tuple(hp.get("input_size", DEFAULT_INPUT_SIZE)), layout=hp.get("layout", "coco"),
                       padding=float(hp.get("padding", DEFAULT_PADDING)),
                       flip_test=bool(hp.get("flip_test", True)))
         kwargs.update(overrides)
@@ -255,7 +253,7 @@ class PoseEstimator:
         """Poses of prepared crops: (N, H, W, 3) uint8 RGB crops and their (N, 2, 3) image->crop affines
         -> (N, 17, 3) x, y, score in image pixels. Runs in batches of ``batch_size``."""
         n = len(crops)
-        out = np.zeros((n, int(getattr(self.net, "num_joints", 17)), 3), np.float64)
+        out = np.zeros((n, int(getattr(self.net, "num_joints", NUM_JOINTS)), 3), np.float64)
         for s in range(0, n, self.batch_size):
             x = to_input_tensor(crops[s:s + self.batch_size]).to(self.device)
             p = predict_crops(self.net, x, self.flip_test, self.flip_perm).cpu().double().numpy()
@@ -281,7 +279,7 @@ class PoseEstimator:
             affines.append(a)
             counts.append(len(c))
         if sum(counts) == 0:
-            return [np.zeros((0, 17, 3)) for _ in counts]
+            return [np.zeros((0, NUM_JOINTS, 3)) for _ in counts]
         poses = self.estimate_crops(np.concatenate(crops), np.concatenate(affines))
         return list(np.split(poses, np.cumsum(counts)[:-1]))
 

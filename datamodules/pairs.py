@@ -45,9 +45,10 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from corrtrack import geometry
-from corrtrack.correspondence import IMAGE_MEAN, IMAGE_STD, image_to_tensor, to_feature_coords
+from corrtrack.correspondence import image_to_tensor, to_feature_coords
+from corrtrack.imageio import read_rgb
 from corrtrack.keypoints import NUM_JOINTS
-from datamodules.sources import ImageRecord, first_readable, load_records, read_image, video_frame_pairs
+from datamodules.sources import ImageRecord, first_readable, load_records, video_frame_pairs
 from datamodules.augment import augment_from_config
 from datamodules.sampling import sample_rng, split_key, train_sampler
 from datamodules.workers import worker_init
@@ -63,8 +64,8 @@ def image_to_feature(xy: np.ndarray, stride: int = STRIDE) -> np.ndarray:
 
 
 def feature_cell(xy_feat: np.ndarray) -> np.ndarray:
-    """(..., 2) feature coordinates -> (..., 2) int64 (col, row) of the nearest cell (rounded like
-    ``corrtrack.correspondence.target_cells``)."""
+    """(..., 2) feature coordinates -> (..., 2) int64 (col, row) of the nearest cell; an exact tie (x.5)
+    rounds to even, where ``corrtrack.correspondence.nearest_cell`` rounds it up."""
     return np.round(np.asarray(xy_feat, dtype=np.float64)).astype(np.int64)
 
 
@@ -254,12 +255,12 @@ class AffinePairDataset(Dataset):
         pairs = self.video_pairs
 
         def both(j: int) -> tuple[np.ndarray, np.ndarray]:
-            return read_image(pairs[j][0].path), read_image(pairs[j][1].path)
+            return read_rgb(pairs[j][0].path), read_rgb(pairs[j][1].path)
 
         def unreadable(j: int) -> str:   # the frame of the pair that does not read
             for rec in pairs[j]:
                 try:
-                    read_image(rec.path)
+                    read_rgb(rec.path)
                 except OSError:
                     return str(rec.path)
             return str(pairs[j][0].path)
@@ -322,13 +323,6 @@ class AffinePairDataset(Dataset):
         """Pair ``index`` (a plain index, or the ``(epoch, index)`` the training sampler yields)."""
         epoch, index = split_key(key)
         return self.make_pair(index, self._rng(epoch, index))
-
-
-def denormalize(images: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) normalised tensor -> (B, H, W, 3) uint8 RGB (for figures)."""
-    x = images.detach().float().cpu().numpy().transpose(0, 2, 3, 1)
-    x = x * np.array(IMAGE_STD, dtype=np.float32) + np.array(IMAGE_MEAN, dtype=np.float32)
-    return (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
 
 
 def collate_pairs(samples: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
@@ -439,16 +433,14 @@ class PairDataModule(pl.LightningDataModule):
         return self._loader(self.val_set, shuffle=False)
 
 
-def benchmark_pipeline(cfg=None, *, num_workers: int | None = None, batches: int = 20,
+def benchmark_pipeline(cfg, *, num_workers: int | None = None, batches: int = 20,
                        warmup: int = 2, **data_overrides) -> float:
     """Training pairs per second of the data pipeline (read, warp, augment, collate) as the DataLoader
-    delivers them. ``cfg``: a stage config (its ``data`` section is used), a ``data`` section, or None
-    for ``siamese`` + ``cpu``; ``data_overrides`` replace ``data`` keys (e.g. ``input_size=256``)."""
+    delivers them. ``cfg``: a stage config (its ``data`` section is used) or a ``data`` section;
+    ``data_overrides`` replace ``data`` keys (e.g. ``input_size=256``). From the command line:
+    ``python -m experiments.stages.correspondence bench-data``."""
     from omegaconf import OmegaConf
 
-    if cfg is None:
-        from experiments.config import load_config
-        cfg = load_config("siamese", ["cpu"])
     data_cfg = cfg.data if "data" in cfg else cfg
     data_cfg = OmegaConf.merge(data_cfg, {k: v for k, v in data_overrides.items()})
     if num_workers is not None:

@@ -2,19 +2,23 @@
 
 Both training families read the same ``ImageRecord`` list, whatever the file layout:
 - COCO keypoints (``person_keypoints_{split}2017.json``, read through pycocotools), COCO-17 joints;
-- PoseTrack 2018 (one JSON per video), the labeled frames, PoseTrack-17 slots.
+- PoseTrack (one JSON per video, read through ``corrtrack.posetrack``), the labeled frames, PoseTrack-17
+  slots.
 
 A root given as ``synth`` is the built-in synthetic world, generated on first use into
 ``data.synth.root/<preset>-seed<seed>`` (atomic; a half-written world is regenerated).
 """
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from omegaconf import DictConfig
+
+from corrtrack.imageio import image_size, read_rgb
+from corrtrack.keypoints import NUM_JOINTS
+from corrtrack.posetrack import frame_number as posetrack_frame_number, load_sequence
 
 
 @dataclass
@@ -88,7 +92,7 @@ def load_coco_records(root: str | Path, split: str, min_keypoints: int = 1) -> l
                 if a.get("num_keypoints", 0) >= min_keypoints]
         if not anns:
             continue
-        kp = np.array([a["keypoints"] for a in anns], dtype=np.float32).reshape(-1, 17, 3)
+        kp = np.array([a["keypoints"] for a in anns], dtype=np.float32).reshape(-1, NUM_JOINTS, 3)
         records.append(ImageRecord(
             path=img_dir / info["file_name"], width=int(info["width"]), height=int(info["height"]),
             image_id=int(img_id), keypoints=kp,
@@ -108,47 +112,36 @@ def posetrack_annotation_files(root: str | Path, split: str) -> list[Path]:
 
 
 def load_posetrack_records(root: str | Path, split: str, min_keypoints: int = 1) -> list[ImageRecord]:
-    """Labeled frames of every PoseTrack 2018 video of ``split`` that have >= 1 person with
-    >= ``min_keypoints`` annotated joints. PoseTrack marks joints only as labeled (v=1)."""
+    """Frames of every PoseTrack video of ``split`` (2018 or 2017 files, read by ``corrtrack.posetrack``)
+    that have >= 1 person with >= ``min_keypoints`` labeled joints (v > 0). PoseTrack marks joints only as
+    labeled (v=1). A person without a box gets the box of its labeled joints; a frame without its size in
+    the file is measured from the image header."""
     root = Path(root)
     records = []
     for f in posetrack_annotation_files(root, split):
-        try:
-            data = json.loads(f.read_text())
-            images = data["images"]
-            anns = data.get("annotations", [])
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
-            raise ValueError(f"{f}: not a PoseTrack 2018 file ({e!r})") from None
-        by_image: dict[int, list[dict]] = {}
-        for a in anns:
-            if "keypoints" in a:
-                by_image.setdefault(a["image_id"], []).append(a)
-        for img in images:
-            persons = [a for a in by_image.get(img["id"], [])
-                       if int((np.asarray(a["keypoints"]).reshape(17, 3)[:, 2] > 0).sum()) >= min_keypoints]
+        seq = load_sequence(str(f))
+        for frame in seq.frames:
+            persons = [p for p in frame.persons if int((p.keypoints[:, 2] > 0).sum()) >= min_keypoints]
             if not persons:
                 continue
-            kp = np.array([a["keypoints"] for a in persons], dtype=np.float32).reshape(-1, 17, 3)
-            boxes = np.array([a.get("bbox") or _box_of(k) for a, k in zip(persons, kp)],
+            kp = np.stack([p.keypoints for p in persons]).astype(np.float32)
+            boxes = np.array([p.bbox if p.bbox is not None else _box_of(k) for p, k in zip(persons, kp)],
                              dtype=np.float32).reshape(-1, 4)
-            path = root / img["file_name"]
-            w, h = img.get("width"), img.get("height")
+            path = root / frame.file_name
+            w, h = frame.width, frame.height
             if w is None or h is None:
                 w, h = _image_size(path)
             records.append(ImageRecord(
-                path=path, width=int(w), height=int(h), image_id=int(img["id"]), keypoints=kp, boxes=boxes,
-                areas=boxes[:, 2] * boxes[:, 3], layout="posetrack",
-                track_ids=np.array([a.get("track_id", -1) for a in persons], dtype=np.int64),
-                extra={"sequence": f.stem, "annotation_ids": [a.get("id") for a in persons]}))
+                path=path, width=int(w), height=int(h), image_id=int(frame.image_id), keypoints=kp,
+                boxes=boxes, areas=boxes[:, 2] * boxes[:, 3], layout="posetrack",
+                track_ids=np.array([-1 if p.track_id is None else p.track_id for p in persons], dtype=np.int64),
+                extra={"sequence": seq.name, "annotation_ids": [p.ann_id for p in persons]}))
     return records
 
 
 def frame_number(rec: ImageRecord) -> int:
     """The frame number of a PoseTrack record: the integer stem of its file name (poseval's rule)."""
-    try:
-        return int(Path(rec.path).stem)
-    except ValueError:
-        raise ValueError(f"{rec.path}: a PoseTrack frame file name must be its frame number") from None
+    return posetrack_frame_number(rec.path)
 
 
 def video_frame_pairs(records: list[ImageRecord], max_gap: int = 1) -> list[tuple[ImageRecord, ImageRecord]]:
@@ -183,12 +176,9 @@ _SIZE_CACHE: dict[Path, tuple[int, int]] = {}
 
 
 def _image_size(path: Path) -> tuple[int, int]:
-    """(width, height) of an image file, read from its header."""
+    """(width, height) of an image file, read from its header (cached)."""
     if path not in _SIZE_CACHE:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            _SIZE_CACHE[path] = im.size
+        _SIZE_CACHE[path] = image_size(path)
     return _SIZE_CACHE[path]
 
 
@@ -202,16 +192,6 @@ def load_records(data_cfg: DictConfig, split: str, layout: str | None = None) ->
     raise ValueError(f"data.train_format must be 'coco' or 'posetrack', got {layout!r}")
 
 
-def read_image(path: str | Path) -> np.ndarray:
-    """(H, W, 3) uint8 RGB. Raises OSError naming the file when it is missing or undecodable."""
-    import cv2
-
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise OSError(f"cannot read image {path} (missing or corrupt)")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
 #: unreadable training images in a row (while looking for a readable one) that stop the run
 MAX_UNREADABLE_IN_A_ROW = 20
 
@@ -223,13 +203,13 @@ class UnreadableDataError(OSError):
 def first_readable(start: int, count: int, path_of, load=None):
     """The first readable item at or after ``start`` (cyclically over ``count`` items): returns
     ``(index, image, skipped)``, ``skipped`` = the paths of the unreadable ones passed over. ``path_of(i)``
-    is item i's image path, ``load(i)`` reads it (default: :func:`read_image` of that path). Raises
+    is item i's image path, ``load(i)`` reads it (default: ``corrtrack.imageio.read_rgb`` of it). Raises
     UnreadableDataError naming the files after ``MAX_UNREADABLE_IN_A_ROW`` unreadable items in a row."""
     skipped: list[str] = []
     for k in range(min(MAX_UNREADABLE_IN_A_ROW, max(count, 1))):
         i = (start + k) % count
         try:
-            return i, (load(i) if load is not None else read_image(path_of(i))), skipped
+            return i, (load(i) if load is not None else read_rgb(path_of(i))), skipped
         except OSError:
             skipped.append(str(path_of(i)))
     shown = ", ".join(skipped[:3]) + (f", ... {skipped[-1]}" if len(skipped) > 3 else "")

@@ -18,8 +18,7 @@ Randomness is a function of (seed, epoch, index) (``datamodules.sampling``): the
 ``(epoch, index)`` and each crop draws from its own generator, so a resumed run sees exactly the crops an
 uninterrupted one would; validation crops are deterministic.
 
-Evaluation helpers: :func:`build_coco_gt` (pycocotools COCO object in memory from records, any layout),
-:func:`coco_keypoint_eval` (COCOeval keypoints with the layout's sigmas). Detection files are read by
+COCOeval lives in ``corrtrack.evaluation.coco``; detection files are read by
 ``corrtrack.posetrack.load_detections``.
 """
 from __future__ import annotations
@@ -38,18 +37,17 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from corrtrack import geometry
+from corrtrack.evaluation.coco import build_coco_gt
+from corrtrack.imageio import read_rgb
 from corrtrack.keypoints import NUM_JOINTS, layout as keypoint_layout
-from corrtrack.pose import DEFAULT_PADDING, encode_targets, to_input_tensor
+from corrtrack.pose import DEFAULT_INPUT_SIZE, DEFAULT_PADDING, encode_targets, to_input_tensor
 from corrtrack.posetrack import load_detections
-from datamodules.sources import ImageRecord, dataset_root, first_readable, load_records, read_image
+from datamodules.sources import ImageRecord, dataset_root, first_readable, load_records
 from datamodules.augment import augment_from_config
 from datamodules.sampling import sample_rng, split_key, train_sampler
 from datamodules.workers import worker_init
 
 log = logging.getLogger(__name__)
-
-COCO_STAT_NAMES = ("ap", "ap50", "ap75", "ap_m", "ap_l", "ar", "ar50", "ar75", "ar_m", "ar_l")
-
 
 @dataclass
 class TopDownAugment:
@@ -103,7 +101,7 @@ class TopDownDataset(Dataset):
         min_keypoints: persons with fewer labeled joints are skipped (GT instances).
     """
 
-    def __init__(self, records: Sequence[ImageRecord], input_size: tuple[int, int] = (384, 288),
+    def __init__(self, records: Sequence[ImageRecord], input_size: tuple[int, int] = DEFAULT_INPUT_SIZE,
                  stride: int = 8, layout: str = "coco", train: bool = True, padding: float = DEFAULT_PADDING,
                  augment: TopDownAugment | None = None, target_kind: str = "disk", radius: float = 2.0,
                  unlabeled_weight: float = 0.0, detections: Mapping[int, Sequence] | None = None,
@@ -205,7 +203,7 @@ class TopDownDataset(Dataset):
             return first_readable(index, len(self.instances), path_of)
         rec = self.records[self.instances[index].record]
         try:
-            return index, read_image(rec.path), []
+            return index, read_rgb(rec.path), []
         except OSError as e:
             log.warning("validation: scoring a blank frame for an unreadable image: %s", e)
             return index, np.zeros((rec.height, rec.width, 3), np.uint8), [str(rec.path)]
@@ -251,60 +249,6 @@ def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
                            if k != "skipped"}
     out["skipped"] = [p for s in samples for p in s.get("skipped", ())]
     return out
-
-
-# ------------------------------------------------------------------------------------------------
-# evaluation helpers (pycocotools)
-# ------------------------------------------------------------------------------------------------
-def build_coco_gt(records: Sequence[ImageRecord], layout: str = "coco"):
-    """A pycocotools ``COCO`` ground truth in memory from records (any layout; 17 slots). Person area =
-    ``record.areas`` (COCO: the segment area from the file; PoseTrack: the box area)."""
-    from pycocotools.coco import COCO
-
-    names = list(keypoint_layout(layout)["names"])
-    skeleton = [[a + 1, b + 1] for a, b in keypoint_layout(layout)["skeleton"]]
-    images, anns = [], []
-    aid = 1
-    for rec in records:
-        images.append({"id": int(rec.image_id), "width": int(rec.width), "height": int(rec.height),
-                       "file_name": str(rec.path)})
-        for p in range(len(rec.keypoints)):
-            kp = np.asarray(rec.keypoints[p], np.float64)
-            anns.append({"id": aid, "image_id": int(rec.image_id), "category_id": 1, "iscrowd": 0,
-                         "keypoints": kp.reshape(-1).tolist(), "num_keypoints": int((kp[:, 2] > 0).sum()),
-                         "bbox": [float(v) for v in rec.boxes[p]], "area": float(rec.areas[p])})
-            aid += 1
-    gt = COCO()
-    gt.dataset = {"images": images, "annotations": anns,
-                  "categories": [{"id": 1, "name": "person", "supercategory": "person", "keypoints": names,
-                                  "skeleton": skeleton}]}
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt.createIndex()
-    return gt
-
-
-def coco_keypoint_eval(coco_gt, results: Sequence[Mapping], sigmas: np.ndarray,
-                       image_ids: Sequence[int] | None = None, verbose: bool = False) -> dict[str, float]:
-    """COCO keypoint AP/AR (pycocotools COCOeval, iouType "keypoints") of ``results`` (COCO results
-    format: image_id, category_id, keypoints [51 floats in image pixels], score) against ``coco_gt``,
-    with per-joint OKS ``sigmas``. ``image_ids`` restricts the evaluation (default: every GT image).
-    Returns {"ap", "ap50", "ap75", "ap_m", "ap_l", "ar", ...}; all 0 when there are no results."""
-    from pycocotools.cocoeval import COCOeval
-
-    if not results:
-        return {k: 0.0 for k in COCO_STAT_NAMES}
-    sink = contextlib.nullcontext() if verbose else contextlib.redirect_stdout(io.StringIO())
-    with sink:
-        dt = coco_gt.loadRes([dict(r) for r in results])
-        ev = COCOeval(coco_gt, dt, "keypoints")
-        ev.params.kpt_oks_sigmas = np.asarray(sigmas, dtype=np.float64)
-        if image_ids is not None:
-            ev.params.imgIds = sorted({int(i) for i in image_ids})
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    # COCOeval reports -1 where a category/area has no ground truth; report 0 instead.
-    return {k: float(max(v, 0.0)) for k, v in zip(COCO_STAT_NAMES, ev.stats)}
 
 
 # ------------------------------------------------------------------------------------------------

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from corrtrack import checkpoints, correspondence as corr
+from corrtrack.keypoints import NUM_JOINTS
 from corrtrack.nets.correspondence import RefinementNet, SiameseNet
 from corrtrack.nets.utils import load_pretrained
 from lightning_modules.siamese import CorrespondenceModule
@@ -31,21 +32,21 @@ class RefinementModule(CorrespondenceModule):
     for truncated keypoints).
 
     net: {"siamese": SiameseNet kwargs, "refinement": RefinementNet kwargs (``in_channels`` defaults to
-    2 * feat_channels + 17)}. ``from_siamese_checkpoint`` loads trained Siamese weights; the constructor
+    2 * feat_channels + NUM_JOINTS)}. ``from_siamese_checkpoint`` loads trained Siamese weights; the constructor
     alone builds randomly initialised nets (what ``load_from_checkpoint`` needs before loading weights).
     """
 
     stage_name = "refine"
 
     def __init__(self, net: dict | None = None, input_size: int = 256, stride: int = 4,
-                 optim: dict | None = None, loss: dict | None = None, vis: dict | None = None,
-                 joint_layout: str = "coco", siamese_ckpt: str | None = None, stage: str = "refine"):
+                 optim: dict | None = None, loss: dict | None = None, joint_layout: str = "coco",
+                 siamese_ckpt: str | None = None, stage: str = "refine"):
         # ``stage`` is saved for corrtrack.checkpoints (and handed back by load_from_checkpoint); fixed here
-        super().__init__(optim, loss, vis)
+        super().__init__(optim, loss)
         net = dict(net or {})
         self.siamese = freeze(SiameseNet(**dict(net.get("siamese") or {})))
         ref_kwargs = dict(net.get("refinement") or {})
-        ref_kwargs.setdefault("in_channels", 2 * self.siamese.feat_channels + 17)
+        ref_kwargs.setdefault("in_channels", 2 * self.siamese.feat_channels + NUM_JOINTS)
         self.refinement = RefinementNet(**ref_kwargs)
         self._prior_init(input_size // stride)
         self._save_hparams(input_size, stride, joint_layout, siamese_ckpt=siamese_ckpt)

@@ -93,6 +93,11 @@ def test_bce_loss_matches_dense_definition():
     assert torch.allclose(C.correspondence_bce(a, cells, inside, qv, "logit"), dense_l[qv].mean(), atol=1e-4)
 
 
+def test_index_to_cells_inverts_flat_indices():
+    idx = torch.tensor([[0, 5, 17, -1]])
+    np.testing.assert_array_equal(C.index_to_cells(idx, 8).numpy(), [[[0, 0], [5, 0], [1, 2], [0, 0]]])
+
+
 def test_target_cells_inside():
     cells, inside = C.target_cells(torch.tensor([[5.9, 2.1], [-3.0, 4.0], [63.0, 63.0]]), (16, 16), stride=4)
     assert cells[0].tolist() == [1, 1] and inside.tolist() == [True, False, False]

@@ -245,13 +245,14 @@ def test_hota_perfect_and_swap_by_hand():
     assert h["hota"][j] == pytest.approx(100 * np.sqrt(0.5))
 
 
-def test_hota_localisation():
+@pytest.mark.parametrize("strict, slope", [(True, 0.5), (False, 0.5001)])    # the kit's slope by default
+def test_hota_localisation(strict, slope):
     # d = 2 px / 8.485 px = 0.2357 -> similarity 1 - d / 0.5 = 0.5286: TP for alpha <= 0.50 (10 of 19)
     j = EVAL_NAMES.index("nose")
     gt = {"v": seq("000007_mpii_test", [[person(1, {"nose": (10, 10)})] for _ in range(3)])}
     pr = {"v": seq("000007_mpii_test", [[person(5, {"nose": (12, 10)}, {"nose": 1})] for _ in range(3)])}
-    h = evaluate(gt, pr, hota=True).hota
-    s = 1 - (2 / (0.6 * np.sqrt(200))) / 0.5
+    h = evaluate(gt, pr, strict=strict, hota=True).hota
+    s = 1 - (2 / (0.6 * np.sqrt(200))) / slope
     alphas = np.arange(0.05, 0.99, 0.05)
     tp = alphas <= s
     assert h["deta"][j] == pytest.approx(100 * tp.mean())

@@ -10,8 +10,9 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from datamodules.pairs import (AffinePairDataset, AugmentConfig, PairDataModule, collate_pairs, denormalize,
-                               feature_cell, image_to_feature)
+from corrtrack.nets.utils import denormalize_images as denormalize
+from datamodules.pairs import (AffinePairDataset, AugmentConfig, PairDataModule, collate_pairs, feature_cell,
+                               image_to_feature)
 from datamodules.sources import ImageRecord
 
 S = 64

@@ -144,7 +144,7 @@ class OracleNet(nn.Module):
 @pytest.mark.parametrize("flip_test", [False, True])
 def test_estimate_returns_image_pixels_that_cocoeval_scores(flip_test):
     from datamodules.sources import ImageRecord
-    from datamodules.topdown import build_coco_gt, coco_keypoint_eval
+    from corrtrack.evaluation.coco import build_coco_gt, coco_keypoint_eval
 
     rng = np.random.default_rng(3)
     frames = [np.zeros((240, 320, 3), np.uint8), np.zeros((200, 300, 3), np.uint8)]
@@ -241,7 +241,8 @@ def test_debug_run_writes_checkpoint_metrics_and_figure(trained_pose):
 
 def test_finetune_from_latest_and_inference_from_checkpoint(trained_pose, tiny_world):
     from experiments.run import main
-    from datamodules.sources import load_posetrack_records, read_image
+    from corrtrack.imageio import read_rgb
+    from datamodules.sources import load_posetrack_records
 
     out, world = trained_pose
     assert main(["finetune", "debug", *world, "model.init_ckpt=latest", "run_id=b"]) == 0
@@ -250,7 +251,7 @@ def test_finetune_from_latest_and_inference_from_checkpoint(trained_pose, tiny_w
     est = PoseEstimator.from_checkpoint(ckpt)
     assert est.layout == "posetrack" and est.input_size == (64, 48)
     rec = load_posetrack_records(tiny_world / "posetrack", "val")[0]
-    poses = est.estimate([read_image(rec.path)], [rec.boxes])[0]
+    poses = est.estimate([read_rgb(rec.path)], [rec.boxes])[0]
     assert poses.shape == (len(rec.boxes), 17, 3)
     assert (poses[:, [3, 4]] == 0).all()
     # joints come back in image pixels, around the boxes they were estimated in

@@ -11,7 +11,8 @@ from corrtrack.keypoints import COCO_NAMES
 from corrtrack.pose import decode
 from datamodules.sources import ImageRecord
 from corrtrack.posetrack import load_detections
-from datamodules.topdown import TopDownAugment, TopDownDataset, build_coco_gt, coco_keypoint_eval, collate
+from corrtrack.evaluation.coco import build_coco_gt, coco_keypoint_eval
+from datamodules.topdown import TopDownAugment, TopDownDataset, collate
 
 LW, RW = COCO_NAMES.index("left_wrist"), COCO_NAMES.index("right_wrist")
 LA, RA = COCO_NAMES.index("left_ankle"), COCO_NAMES.index("right_ankle")
@@ -50,9 +51,9 @@ def test_augmented_joints_stay_on_their_pixels_and_flips_swap_labels(marked_imag
     aug = TopDownAugment(flip_prob=flip, max_rotate=40.0, rotate_prob=1.0, scale=(0.8, 1.2), shift=0.1,
                          color_prob=0.0, blur_prob=0.0)
     ds = TopDownDataset([marked_image], (128, 96), stride=8, layout="coco", train=True, augment=aug)
-    from datamodules.sources import read_image
+    from corrtrack.imageio import read_rgb
 
-    image = read_image(marked_image.path)
+    image = read_rgb(marked_image.path)
     for seed in range(6):
         crop, kp, flipped = ds.augment_crop(image, marked_image.boxes[0], marked_image.keypoints[0],
                                             np.random.default_rng(seed))

@@ -18,9 +18,10 @@ def evaluate(gt: dict[str, Sequence], pred: dict[str, Sequence], strict: bool = 
              engine: str = "fast", events: dict[str, list[Event]] | None = None) -> Metrics:
     """Evaluate predictions against GT, both {sequence name: Sequence}; sequences are paired by name.
 
-    strict=False reproduces poseval's official numbers (MOT quirks included); strict=True enters every
-    labeled frame into MOT with its real objects and hypotheses (docs/evaluation.md). hota adds keypoint
-    HOTA (PoseTrack21). engine: "fast" (vectorised) or "motmetrics" (the reference, slow). ``events``, if
+    strict=False reproduces the official numbers: poseval's AP and MOTA (MOT quirks included) and, with
+    ``hota``, the PoseTrack21 evaluation kit's keypoint HOTA (its five rules included); strict=True enters
+    every labeled frame into MOT with its real objects and hypotheses and computes the corrected keypoint
+    HOTA (docs/evaluation.md). engine: "fast" (vectorised) or "motmetrics" (the reference, slow). ``events``, if
     given, receives each sequence's MOT events (joint, frame, type, object, hypothesis) for inspection.
     The GT dict's order is the order poseval would read the files in; it only matters for ties in joint
     scores. Warnings (bad but usable input) are logged and kept in ``Metrics.warnings``.
@@ -38,15 +39,20 @@ def _evaluate(gt, pred, strict, hota, engine, events) -> Metrics:
             acc.add(fr)
     ap = acc.result()
     counts = evaluate_mot(seqs, strict=strict, engine=engine, events=events)
-    h = None
-    if hota:
+    h = h_total = None
+    if hota and strict:
         from corrtrack.evaluation.hota import evaluate_hota
         h = evaluate_hota(seqs)
+    elif hota:
+        from corrtrack.evaluation.hota_kit import evaluate_hota_kit
+        h = evaluate_hota_kit(gt, pred)
+        h_total = h.pop("total")
+        h.pop("total_alpha")
     msgs = report.messages()
     for m in msgs:
         log.warning(m)
     return Metrics(ap=ap["ap"], ap_precision=ap["ap_precision"], ap_recall=ap["ap_recall"], counts=counts,
-                   strict=strict, engine=engine, hota=h, num_sequences=len(seqs),
+                   strict=strict, engine=engine, hota=h, hota_total=h_total, num_sequences=len(seqs),
                    num_frames=sum(len(s.frames) for s in seqs), warnings=msgs)
 
 

@@ -1,4 +1,5 @@
-"""Keypoint HOTA as defined by PoseTrack21 (Doering et al., CVPR 2022), on top of TrackEval's HOTA.
+"""Keypoint HOTA as defined by PoseTrack21 (Doering et al., CVPR 2022), on top of TrackEval's HOTA: the
+corrected metric of ``--strict`` (the official kit's numbers are ``hota_kit.py``).
 
 Per joint j, with d = distance / head size (the PCKh distance of the AP and MOT parts):
 - similarity s = max(0, 1 - d / 0.5), 0 where the joint is absent on either side;
@@ -9,8 +10,8 @@ Per joint j, with d = distance / head size (the PCKh distance of the AP and MOT 
   has joint j); AssA = sum over TPs of A / TP; DetA = TP / (TP + FN + FP); HOTA = sqrt(DetA * AssA);
 - each score is averaged over the 19 alphas; the totals average the 15 joints.
 Sequences combine by summing counts (track ids are per sequence), which equals TrackEval's TP-weighted
-combination. The frames are those of the AP part (labeled frames after ignore regions), all of them:
-no MOT quirk applies here.
+combination. The frames are those of the AP part (frames with GT persons, after ignore regions), all of
+them: no MOT quirk applies here.
 """
 from __future__ import annotations
 

@@ -30,7 +30,8 @@ class Metrics:
     """Per-joint arrays (15, evaluation-joint order ``keypoints.EVAL_NAMES``), percent on a 0-100 scale.
 
     ap: VOC AP; mota, motp, precision, recall: CLEAR-MOT; counts: summed MOT event counts per joint;
-    hota: {"hota", "deta", "assa", "loca"} (per joint) when computed, else None.
+    hota: {"hota", "deta", "assa", "loca"} (per joint) when computed, else None. hota_total: their Total as
+    the PoseTrack21 kit pools it (default mode), or None: the Total is then the mean of the joints (strict).
     ap_precision / ap_recall: precision and recall at the lowest score of the AP ranking (poseval's
     ``pre`` / ``rec`` of the AP part; not in the JSON).
     """
@@ -42,6 +43,7 @@ class Metrics:
     strict: bool = False
     engine: str = "fast"
     hota: dict[str, np.ndarray] | None = None
+    hota_total: dict[str, float] | None = None
     num_sequences: int = 0
     num_frames: int = 0
     warnings: list[str] = field(default_factory=list)
@@ -69,8 +71,11 @@ class Metrics:
         return 100.0 * _ratio(det, self.counts.objects)
 
     def total(self, name: str) -> float:
-        """Plain mean of the 15 per-joint values, NaN skipped (e.g. ``total("mota")``)."""
+        """Plain mean of the 15 per-joint values, NaN skipped (e.g. ``total("mota")``); the PoseTrack21 kit's
+        Total for the HOTA values in default mode."""
         if name in ("hota", "deta", "assa", "loca"):
+            if self.hota_total is not None:
+                return float(self.hota_total[name])
             return nan_mean(self.hota[name]) if self.hota is not None else float("nan")
         return nan_mean(getattr(self, name))
 
@@ -142,7 +147,8 @@ def format_tables(m: Metrics) -> str:
     out.append(f"switches {int(c.switches.sum())}, misses {int(c.misses.sum())}, false positives "
                f"{int(c.false_positives.sum())}, objects {int(c.objects.sum())}")
     if m.hota is not None:
-        out += ["Keypoint HOTA (PoseTrack21 definition):",
+        kind = "strict" if m.strict else "PoseTrack21 kit"
+        out += [f"Keypoint HOTA [{kind}]:",
                 _header(["HOTA"] * 8 + ["DetA", "AssA", "LocA"], groups + ["Total"] * 4),
                 _row(group_values(m.hota["hota"]) + [m.total("hota"), m.total("deta"), m.total("assa"),
                                                      m.total("loca")])]

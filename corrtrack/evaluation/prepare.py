@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from corrtrack.evaluation.polygon import points_in_any
-from corrtrack.keypoints import EVAL_TO_POSETRACK, NUM_EVAL_JOINTS
+from corrtrack.keypoints import EVAL_TO_POSETRACK, NUM_EVAL_JOINTS, NUM_JOINTS
+from corrtrack.posetrack.io import MISSING_SCORE   # poseval's score for a predicted joint without one
 from corrtrack.posetrack.types import Frame, Sequence, head_size
 
 
-MIN_SCORE = -9999.0      # poseval's score for a predicted joint without one
 DIST_THRESH = 0.5        # PCKh@0.5
 J = NUM_EVAL_JOINTS
 
@@ -179,7 +179,7 @@ def _assign_ids(frames_persons: list[list], ids: _Ids, src: str, what: str, fram
 
 _E2P = EVAL_TO_POSETRACK
 _NAN4 = np.full(4, np.nan)
-_NO_SCORES = np.full(17, MIN_SCORE)
+_NO_SCORES = np.full(NUM_JOINTS, MISSING_SCORE)
 
 
 class _Side:
@@ -264,12 +264,12 @@ def prepare_sequence(name: str, gt: Sequence, pred: Sequence | None, report: Rep
     psc = P.raw_scores
     nan = np.isnan(psc)
     if nan.any():
-        if pred is not None and pred.format == "2018":          # a NaN in the file, not a missing score
+        if pred is not None and pred.format in ("2018", "2021"):          # a NaN in the file, not a missing score
             _report_frames(report, pred_src, "nan-score",
                            "{n} predicted joint score(s) are NaN: ranked like a missing score "
-                           f"({MIN_SCORE:g}); poseval would rank them first", nan & P.mask, p_frame,
+                           f"({MISSING_SCORE:g}); poseval would rank them first", nan & P.mask, p_frame,
                            frame_index)
-        psc = np.where(nan, MIN_SCORE, psc)
+        psc = np.where(nan, MISSING_SCORE, psc)
     # step 2b: ignore regions remove joints, then persons left without joints (both sides)
     g_keep = np.ones(len(gid), dtype=bool)
     p_keep = np.ones(len(pid), dtype=bool)

@@ -12,6 +12,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from corrtrack.keypoints import NUM_JOINTS
 from corrtrack.nets.bninception import BNInception, ConvBNReLU, scaled
 
 SiameseVariant = Literal["paper", "release"]
@@ -123,7 +124,7 @@ class RefinementNet(nn.Module):
     logits (head initialised to zero), so training starts from the Siamese maps.
     """
 
-    def __init__(self, width: float = 1.0, in_channels: int = 81, num_joints: int = 17,
+    def __init__(self, width: float = 1.0, in_channels: int = 2 * 32 + NUM_JOINTS, num_joints: int = NUM_JOINTS,
                  variant: RefinementVariant = "decoder", decoder_channels: int = 128,
                  peak_normalize: bool = True, residual: bool = False):
         super().__init__()

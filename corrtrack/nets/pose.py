@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from corrtrack.keypoints import NUM_JOINTS
 from corrtrack.nets.bninception import BNInception
 from corrtrack.nets.utils import count_flops, count_parameters  # noqa: F401  (re-exported)
 
@@ -77,7 +78,7 @@ class PoseNet(nn.Module):
     arguments, for checkpoints).
     """
 
-    def __init__(self, num_joints: int = 17, width: float = 1.0, trunk_stride: int = 8, upsample: int = 0,
+    def __init__(self, num_joints: int = NUM_JOINTS, width: float = 1.0, trunk_stride: int = 8, upsample: int = 0,
                  stage2_input: str = "features", head_channels: int = 128, dilate: bool = True,
                  stage2_dilate: bool = False):
         super().__init__()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -10,6 +11,24 @@ from torch import Tensor, nn
 # ``Normalize()`` defaults, so pretrained ImageNet weights see the statistics they were trained on).
 IMAGE_MEAN = (0.485, 0.456, 0.406)
 IMAGE_STD = (0.229, 0.224, 0.225)
+_MEAN32, _STD32 = np.array(IMAGE_MEAN, dtype=np.float32), np.array(IMAGE_STD, dtype=np.float32)
+
+
+def normalize_images(images: np.ndarray) -> Tensor:
+    """uint8 RGB images (..., H, W, 3) -> network input (..., 3, H, W) float32: RGB / 255, minus
+    IMAGE_MEAN, over IMAGE_STD (computed in float32)."""
+    a = np.asarray(images)
+    if a.ndim < 3 or a.shape[-1] != 3:
+        raise ValueError(f"expected RGB images of shape (..., H, W, 3), got shape {a.shape}")
+    x = (a.astype(np.float32) / np.float32(255.0) - _MEAN32) / _STD32
+    return torch.from_numpy(np.ascontiguousarray(np.moveaxis(x, -1, -3)))
+
+
+def denormalize_images(x: Tensor) -> np.ndarray:
+    """Inverse of :func:`normalize_images` (for pictures): (..., 3, H, W) -> (..., H, W, 3) uint8 RGB,
+    rounded to the nearest value and clipped to [0, 255]."""
+    a = np.moveaxis(x.detach().cpu().float().numpy(), -3, -1)
+    return np.clip((a * _STD32 + _MEAN32) * np.float32(255.0) + np.float32(0.5), 0, 255).astype(np.uint8)
 
 
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:

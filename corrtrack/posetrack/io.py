@@ -1,7 +1,8 @@
 """Read and write PoseTrack 2017 (``annolist``) and 2018 (COCO-like) files, one JSON per video.
 
 Both formats load into the same :class:`~corrtrack.posetrack.types.Sequence` (keypoints in 2018 slot
-order); 2017 joint ids are the 15 evaluation ids (``keypoints.EVAL_TO_POSETRACK`` maps them to slots).
+order); PoseTrack21 files (2018 plus ``person_id``) are read by ``posetrack21.py`` through the same 2018
+reader; 2017 joint ids are the 15 evaluation ids (``keypoints.EVAL_TO_POSETRACK`` maps them to slots).
 Anything malformed raises :class:`PoseTrackFormatError` naming the file, the field and the frame (frame
 numbers are 0-based positions in the file's ``images`` / ``annolist`` list).
 """
@@ -68,17 +69,19 @@ def read_json(path: str) -> Any:
 
 
 def detect_format(data: Any) -> str | None:
-    """"2018" (has ``images``), "2017" (has ``annolist``) or None."""
+    """"2021" (PoseTrack21: ``images`` with ``has_labeled_person`` or ``person_id``), "2018" (has ``images``),
+    "2017" (has ``annolist``) or None."""
     if isinstance(data, dict):
         if "images" in data:
-            return "2018"
+            from corrtrack.posetrack.posetrack21 import is_posetrack21
+            return "2021" if is_posetrack21(data) else "2018"
         if "annolist" in data:
             return "2017"
     return None
 
 
 def load_sequence(path: str, name: str | None = None) -> Sequence:
-    """Load one video file, 2017 or 2018 format (autodetected). ``name`` defaults to the file stem."""
+    """Load one video file, 2017, 2018 or PoseTrack21 format (autodetected). ``name`` defaults to the file stem."""
     path = os.fspath(path)
     data = read_json(path)
     with no_gc():
@@ -93,6 +96,9 @@ def parse_sequence(data: Any, path: str | None = None, name: str | None = None) 
         raise PoseTrackFormatError(f"top level is a JSON {_json_type(data)}, expected an object with "
                                    "'images' (PoseTrack 2018) or 'annolist' (PoseTrack 2017)", path)
     fmt = detect_format(data)
+    if fmt == "2021":
+        from corrtrack.posetrack.posetrack21 import parse_posetrack21
+        return parse_posetrack21(data, path, name)
     if fmt == "2018":
         return _parse_2018(data, path, name)
     if fmt == "2017":
@@ -191,8 +197,8 @@ def _category_slots(data: dict, path) -> np.ndarray | None:
     if not isinstance(cats, list) or not cats or not isinstance(cats[0], dict):
         return None
     names = cats[0].get("keypoints")
-    if not isinstance(names, list) or list(names) == list(POSETRACK_NAMES):
-        return None
+    if not isinstance(names, list) or not names or list(names) == list(POSETRACK_NAMES):
+        return None                              # no names (poseval reads none): 2018 slot order
     alias = {"neck": "head_bottom", "head": "head_top"}
     slots = []
     for n in names:

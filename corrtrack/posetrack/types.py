@@ -119,7 +119,8 @@ class Frame:
 
 @dataclass(eq=False)
 class Sequence:
-    """One video: its frames in file order. ``format`` is "2017", "2018" or None (built in memory)."""
+    """One video: its frames in file order. ``format`` is "2017", "2018", "2021" (PoseTrack21)
+    or None (built in memory)."""
 
     name: str
     frames: list[Frame] = field(default_factory=list)

@@ -19,6 +19,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from corrtrack import keypoints as K
+from corrtrack.imageio import read_rgb
+from corrtrack.posetrack import frame_number, load_detections, load_sequence, load_visibility
 
 TILE = (256, 192)
 
@@ -31,13 +33,6 @@ def track_colour(track_id: int) -> tuple[int, int, int]:
 
 
 LIMB_COLOURS = [track_colour(i + 3) for i in range(32)]
-
-
-def _read_rgb(path: Path) -> np.ndarray:
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
-    if img is None:
-        raise FileNotFoundError(f"cannot read image {path}")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def draw_skeleton(
@@ -119,7 +114,7 @@ def coco_contact_sheet(root: Path, out: Path, n: int = 24, cols: int = 6) -> Pat
         for im in data["images"]:
             if len(tiles) >= n:
                 break
-            img = _read_rgb(root / "coco" / "images" / split / im["file_name"])
+            img = read_rgb(root / "coco" / "images" / split / im["file_name"])
             s = 2.0 if max(img.shape[:2]) < 400 else 1.0
             big = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR)
             base = big.copy()
@@ -167,50 +162,41 @@ def coco_contact_sheet(root: Path, out: Path, n: int = 24, cols: int = 6) -> Pat
 
 
 def render_video_frames(root: Path, split: str, seq: str, scale: float | None = None) -> list[np.ndarray]:
-    """Annotated frames of one PoseTrack video (RGB uint8)."""
+    """Annotated frames of one PoseTrack video (RGB uint8), from the files ``corrtrack.posetrack`` reads."""
     pt = root / "posetrack"
-    with open(pt / "annotations" / split / f"{seq}.json") as f:
-        data = json.load(f)
+    video = load_sequence(str(pt / "annotations" / split / f"{seq}.json"))
     vis_path = pt / "visibility" / split / f"{seq}.json"
-    vis = json.load(open(vis_path)) if vis_path.is_file() else {}
+    vis = load_visibility(vis_path) if vis_path.is_file() else {}
     det_path = pt / "detections" / split / f"{seq}.json"
-    dets = json.load(open(det_path)) if det_path.is_file() else []
-    dets_by: dict[int, list] = {}
-    for d in dets:
-        dets_by.setdefault(d["image_id"], []).append(d)
-    anns_by: dict[int, list] = {}
-    for a in data["annotations"]:
-        anns_by.setdefault(a["image_id"], []).append(a)
+    dets = load_detections(det_path) if det_path.is_file() else {}
     frames = []
-    for im in data["images"]:
-        img = _read_rgb(pt / im["file_name"])
+    for fr in video.frames:
+        img = read_rgb(pt / fr.file_name)
         s = scale or (2.0 if max(img.shape[:2]) < 400 else 1.0)
         big = cv2.resize(img, None, fx=s, fy=s, interpolation=cv2.INTER_LINEAR)
         base = big.copy()
-        for d in dets_by.get(im["id"], []):
-            x, y, w, h = d["bbox"]
+        for x, y, w, h, _ in dets.get(fr.image_id, ()):
             cv2.rectangle(
                 big, (int(x * s), int(y * s)), (int((x + w) * s), int((y + h) * s)), (190, 190, 190), 1
             )
-        for xs, ys in zip(im.get("ignore_regions_x", []), im.get("ignore_regions_y", [])):
-            poly = (np.stack([xs, ys], 1) * s).astype(np.int32)
-            cv2.polylines(big, [poly], True, (255, 40, 40), 1, cv2.LINE_AA)
-        for a in anns_by.get(im["id"], []):
-            col = track_colour(a["track_id"])
-            hb = a["bbox_head"]
+        for poly in fr.ignore_regions:
+            cv2.polylines(big, [(poly * s).astype(np.int32)], True, (255, 40, 40), 1, cv2.LINE_AA)
+        for p in fr.persons:
+            col = track_colour(p.track_id)
+            flags = vis.get(str(p.ann_id))
             draw_skeleton(
                 big,
-                np.asarray(a["keypoints"]).reshape(-1, 3),
+                p.keypoints,
                 K.POSETRACK_SKELETON,
                 colour=col,
-                flags=vis.get(str(a["id"])),
+                flags=flags,
                 scale=s,
-                label=f"id {a['track_id']}",
-                label_at=(hb[0], hb[1]),
+                label=f"id {p.track_id}",
+                label_at=(p.head_box[0], p.head_box[1]),
             )
         big = cv2.addWeighted(big, 0.7, base, 0.3, 0)
-        n = im["id"] % 10000
-        banner = f"{seq}  frame {n}/{im['nframes']}  " + ("labeled" if im["is_labeled"] else "unlabeled")
+        banner = (f"{seq}  frame {frame_number(fr.file_name)}/{len(video.frames)}  "
+                  + ("labeled" if fr.is_labeled else "unlabeled"))
         cv2.rectangle(big, (0, 0), (big.shape[1], 16), (0, 0, 0), -1)
         cv2.putText(
             big,
@@ -218,7 +204,7 @@ def render_video_frames(root: Path, split: str, seq: str, scale: float | None = 
             (4, 12),
             cv2.FONT_HERSHEY_SIMPLEX,
             0.42,
-            (120, 255, 120) if im["is_labeled"] else (200, 200, 200),
+            (120, 255, 120) if fr.is_labeled else (200, 200, 200),
             1,
             cv2.LINE_AA,
         )

@@ -17,7 +17,9 @@ from experiments.stages import StageParts
 def build(cfg: DictConfig, run_dir: Path) -> StageParts:
     from datamodules.pairs import PairDataModule
 
-    sections = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("optim", "loss", "vis")}
+    from callbacks.figures import AffinityFigure
+
+    sections = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("optim", "loss")}
     common = dict(input_size=int(cfg.data.input_size), stride=int(cfg.data.stride),
                   joint_layout=str(cfg.data.train_format), **sections)
     m = cfg.model
@@ -43,5 +45,53 @@ def build(cfg: DictConfig, run_dir: Path) -> StageParts:
             **common)
     else:
         raise ValueError(f"this builder serves 'siamese' and 'refine', not {cfg.stage!r}")
-    module.figure_dir = Path(run_dir) / "figures"
-    return StageParts(module=module, datamodule=PairDataModule(cfg.data, seed=int(cfg.seed)))
+    figure = AffinityFigure(Path(run_dir) / "figures", cfg.stage, int(cfg.figures.every_n_validations),
+                            int(cfg.figures.samples))
+    return StageParts(module=module, datamodule=PairDataModule(cfg.data, seed=int(cfg.seed)),
+                      callbacks=[figure, *tracking_callbacks(cfg)])
+
+
+def tracking_callbacks(cfg: DictConfig) -> list:
+    """The tracking evaluation of ``cfg.track_eval`` (callbacks/tracking_eval.py), when enabled."""
+    from callbacks.tracking_eval import TrackEvalSetupError, TrackingEvaluationCallback
+    from datamodules.sources import dataset_root
+    from experiments.config import ConfigError
+
+    try:
+        cb = TrackingEvaluationCallback.from_config(
+            OmegaConf.to_container(cfg.track_eval, resolve=True),
+            posetrack_root=lambda: dataset_root(cfg.data, "posetrack"),   # after the datamodule prepared it
+            fast_dev_run=bool(cfg.trainer.fast_dev_run))
+    except TrackEvalSetupError as e:
+        raise ConfigError(str(e)) from None
+    return [cb] if cb is not None else []
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m experiments.stages.correspondence bench-data``: pairs per second of the training data
+    pipeline (``datamodules.pairs.benchmark_pipeline``) of a stage config."""
+    import argparse
+
+    from datamodules.pairs import benchmark_pipeline
+    from experiments.config import load_config
+
+    p = argparse.ArgumentParser(prog="python -m experiments.stages.correspondence",
+                                description="pairs per second of the correspondence data pipeline")
+    p.add_argument("command", choices=["bench-data"])
+    p.add_argument("overrides", nargs="*", help="key=value config changes (e.g. data.input_size=256)")
+    p.add_argument("--stage", default="siamese", choices=["siamese", "refine"])
+    p.add_argument("--preset", action="append", default=None, help="config preset(s) (default: cpu)")
+    p.add_argument("--workers", type=int, default=None, help="DataLoader workers (default: the config's)")
+    p.add_argument("--batches", type=int, default=20)
+    args = p.parse_args(argv)
+    cfg = load_config(args.stage, args.preset or ["cpu"], args.overrides)
+    rate = benchmark_pipeline(cfg, num_workers=args.workers, batches=args.batches)
+    print(f"data pipeline ({args.stage}, {'+'.join(args.preset or ['cpu'])}, batch {int(cfg.data.batch_size)}, "
+          f"{int(cfg.data.input_size)} px): {rate:.1f} pairs/s")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

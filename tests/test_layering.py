@@ -1,0 +1,94 @@
+"""Imports flow one way: corrtrack (framework-free core) <- datamodules / lightning_modules / callbacks <-
+experiments. Every ``import``, ``from ... import`` (also inside functions) and ``importlib.import_module`` /
+``__import__`` call with a literal name is checked, so a lazy import cannot slip past."""
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+FRAMEWORKS = ("pytorch_lightning", "lightning", "lightning_fabric", "omegaconf", "wandb", "hydra")
+GLUE = ("datamodules", "lightning_modules", "callbacks", "experiments")
+
+# package (or module prefix) -> top-level names it must never import
+FORBIDDEN = {
+    "corrtrack": GLUE + FRAMEWORKS,
+    "datamodules": ("experiments", "lightning_modules", "callbacks"),
+    "lightning_modules": ("experiments", "datamodules"),
+    "callbacks": ("experiments", "datamodules"),
+    "experiments.stages": ("experiments.run",),
+}
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def imported_names(path: Path) -> list[tuple[int, str]]:
+    """(line, absolute module name) of every import in a file."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    package = _module_name(path) if path.name == "__init__.py" else _module_name(path).rpartition(".")[0]
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out += [(node.lineno, a.name) for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:                                    # relative: resolve against the package
+                base = package.split(".")[: len(package.split(".")) - node.level + 1]
+                name = ".".join(base + ([node.module] if node.module else []))
+            else:
+                name = node.module or ""
+            out.append((node.lineno, name))
+            out += [(node.lineno, f"{name}.{a.name}") for a in node.names]
+        elif isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant) \
+                and isinstance(node.args[0].value, str):
+            f = node.func
+            fname = f.attr if isinstance(f, ast.Attribute) else getattr(f, "id", "")
+            if fname in ("import_module", "__import__"):
+                out.append((node.lineno, node.args[0].value))
+    return out
+
+
+def _matches(name: str, banned: str) -> bool:
+    return name == banned or name.startswith(banned + ".")
+
+
+def violations(package: str, banned: tuple[str, ...]) -> list[str]:
+    folder = ROOT.joinpath(*package.split("."))
+    files = sorted(folder.rglob("*.py")) if folder.is_dir() else [folder.with_suffix(".py")]
+    bad = []
+    for f in files:
+        for line, name in imported_names(f):
+            for b in banned:
+                if _matches(name, b):
+                    bad.append(f"{f.relative_to(ROOT)}:{line} imports {name}")
+    return bad
+
+
+@pytest.mark.parametrize("package", sorted(FORBIDDEN))
+def test_imports_flow_one_way(package):
+    assert violations(package, FORBIDDEN[package]) == []
+
+
+def test_the_scan_sees_lazy_and_relative_imports(tmp_path, monkeypatch):
+    pkg = tmp_path / "corrtrack" / "sub"
+    pkg.mkdir(parents=True)
+    (tmp_path / "corrtrack" / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "m.py").write_text("import numpy\n"
+                              "def f():\n"
+                              "    from datamodules.pairs import x\n"
+                              "    import importlib\n"
+                              "    importlib.import_module('experiments.run')\n"
+                              "from .. import keypoints\n"
+                              "from omegaconf import OmegaConf\n")
+    monkeypatch.setattr(sys.modules[__name__], "ROOT", tmp_path)
+    names = [n for _, n in imported_names(pkg / "m.py")]
+    assert "corrtrack.keypoints" in names
+    bad = violations("corrtrack", FORBIDDEN["corrtrack"])
+    assert sorted(b.split(" imports ")[1] for b in bad) == ["datamodules.pairs", "datamodules.pairs.x",
+                                                             "experiments.run", "omegaconf", "omegaconf.OmegaConf"]
