@@ -32,7 +32,8 @@ def available_stages() -> list[str]:
 
 def available_presets(stage: str) -> list[str]:
     own = [p.stem for p in (CONFIG_DIR / stage).glob("*.yaml")] if (CONFIG_DIR / stage).is_dir() else []
-    shared = [p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem not in ["base"] + available_stages()]
+    shared = [p.stem for p in CONFIG_DIR.glob("*.yaml")
+              if p.stem not in ["base", "tracking"] + available_stages()]   # tracking.yaml: corrtrack.track's
     return sorted(set(own) | set(shared))
 
 

@@ -1,4 +1,5 @@
-"""``python -m corrtrack.bench propagation|speed``: the command line of the benchmarks."""
+"""``python -m corrtrack.bench propagation|speed|tracking``: the command line of the benchmarks
+(``tracking`` lives with the tracker: :mod:`corrtrack.tracking.bench`)."""
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,17 @@ def _print_propagation(result: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import sys
+
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["tracking"]:                 # tracking speed lives with the tracker
+        from corrtrack.tracking.bench import main as tracking_main
+
+        return tracking_main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m corrtrack.bench", description=DESCRIPTION)
     sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("tracking", help="tracking frames/s per cue with a breakdown (corrtrack.tracking.bench; "
+                                    "python -m corrtrack.bench tracking --help)")
     p = sub.add_parser("propagation", help="PCKh of propagated poses: zero motion, DIS flow, Siamese, refined")
     p.add_argument("--data", required=True, help="a world/dataset folder holding posetrack/ (or a PoseTrack root)")
     p.add_argument("--ckpt", default=None, help="refine (or siamese) stage checkpoint or run directory; "

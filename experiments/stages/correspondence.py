@@ -47,7 +47,24 @@ def build(cfg: DictConfig, run_dir: Path) -> StageParts:
         raise ValueError(f"this builder serves 'siamese' and 'refine', not {cfg.stage!r}")
     figure = AffinityFigure(Path(run_dir) / "figures", cfg.stage, int(cfg.figures.every_n_validations),
                             int(cfg.figures.samples))
-    return StageParts(module=module, datamodule=PairDataModule(cfg.data, seed=int(cfg.seed)), callbacks=[figure])
+    return StageParts(module=module, datamodule=PairDataModule(cfg.data, seed=int(cfg.seed)),
+                      callbacks=[figure, *tracking_callbacks(cfg)])
+
+
+def tracking_callbacks(cfg: DictConfig) -> list:
+    """The tracking evaluation of ``cfg.track_eval`` (callbacks/tracking_eval.py), when enabled."""
+    from callbacks.tracking_eval import TrackEvalSetupError, TrackingEvaluationCallback
+    from datamodules.sources import dataset_root
+    from experiments.config import ConfigError
+
+    try:
+        cb = TrackingEvaluationCallback.from_config(
+            OmegaConf.to_container(cfg.track_eval, resolve=True),
+            posetrack_root=lambda: dataset_root(cfg.data, "posetrack"),   # after the datamodule prepared it
+            fast_dev_run=bool(cfg.trainer.fast_dev_run))
+    except TrackEvalSetupError as e:
+        raise ConfigError(str(e)) from None
+    return [cb] if cb is not None else []
 
 
 def main(argv: list[str] | None = None) -> int:
