@@ -1,6 +1,6 @@
 """RefinementModule: trains the refinement module on a frozen Siamese stage (paper §4.2-4.3, eq. 5).
 
-The Siamese stage comes from a ``SiameseModule`` checkpoint and is frozen explicitly (DESIGN §7):
+The Siamese stage comes from a ``SiameseModule`` checkpoint and is frozen explicitly (paper §6.1, module-wise training):
 ``requires_grad`` off, eval mode (BatchNorm uses and keeps its running statistics), and kept in eval
 mode when Lightning calls ``train()``; its forward runs under ``torch.no_grad``. Only the refinement
 net is optimised. A RefinementModule checkpoint holds both nets, so it alone rebuilds the full

@@ -11,7 +11,7 @@ kwargs, "refinement": RefinementNet kwargs or None}; ``hparams["input_size"]`` t
 "posetrack"; the refinement net's channels follow it); ``hparams["stage"]`` the stage ("siamese" |
 "refine", what ``corrtrack.checkpoints.stage_of`` reads).
 
-Metrics (keys namespaced, DESIGN §5):
+Metrics (keys namespaced by ``train/`` and ``val/``):
 - ``train/loss``, ``val/loss``: eq. 4 (resp. 5), summed over the pixels of a map, averaged over the
   queried keypoints (annotated and inside I1; truncated ones included, their target is all zero).
 - ``val/corr_pck``: share of queried keypoints present in I2 whose map argmax lies within one feature

@@ -196,7 +196,7 @@ def maps_argmax(maps: Tensor, subpixel: bool | str = True) -> Tensor:
 
 
 def sample_maps(maps: Tensor, points: Tensor, valid: Tensor | None = None) -> Tensor:
-    """Values of each map at each candidate's joint: the track cue ``C_j^q(j^p)`` of SPEC §4.
+    """Values of each map at each candidate's joint: the track cue ``C_j^q(j^p)`` of eq. 6 (paper §5.2).
 
     maps: (Q, J, h, w); points: (P, J, 2) in feature cells (nearest cell); valid: (P, J) bool.
     Returns (Q, P, J); 0 where the point is invalid or outside the map."""

@@ -38,7 +38,7 @@ def propagate(f_a: Tensor, f_b: Tensor, poses_a: np.ndarray | Tensor, affine_a: 
               affine_b: np.ndarray, refinement: RefinementNet | None = None, stride: int = 4,
               valid: np.ndarray | None = None, subpixel: bool | str = "soft", temperature: float = 1.0,
               sampling: str = "nearest") -> Propagation:
-    """Propagate the poses of frame a to frame b (paper §4, SPEC §3).
+    """Propagate the poses of frame a to frame b (paper §4, §5.1).
 
     f_a, f_b: (C, h, w) or (1, C, h, w) features of the two frames (from :class:`SiameseNet`);
     poses_a: (P, J, 2|3) in image-a pixels (third column: visibility or score; > 0 = queried);

@@ -1,4 +1,4 @@
-"""Stages ``siamese`` and ``refine``: the correspondence network (paper §4, SPEC §1).
+"""Stages ``siamese`` and ``refine``: the correspondence network (paper §4; docs/method.md §1).
 
 ``siamese`` trains SiameseModule on affine pairs; ``refine`` loads a Siamese checkpoint
 (``model.siamese_ckpt``: a checkpoint, a run folder, or ``latest`` = the best checkpoint of the newest

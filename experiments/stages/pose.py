@@ -1,4 +1,4 @@
-"""Stages ``pose`` and ``finetune``: the top-down pose estimator (paper §6.1, SPEC §2).
+"""Stages ``pose`` and ``finetune``: the top-down pose estimator (paper §6.1; docs/method.md §2).
 
 ``pose`` trains PoseEstimatorModule on COCO-format crops (``data.train_format: coco``). ``finetune``
 starts from a pose checkpoint (``model.init_ckpt``: a path, or ``latest`` = the best checkpoint of the
