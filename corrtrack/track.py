@@ -42,7 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--pose-ckpt", default=None,
                    help="finetune / pose checkpoint, run folder or 'latest' (default: weights/pose.ckpt)")
     p.add_argument("--corr-ckpt", default=None,
-                   help="refine / siamese checkpoint, run folder or 'latest' (default: weights/refine.ckpt)")
+                   help="refine / siamese checkpoint, run folder or 'latest' (default: weights/correspondence.ckpt)")
     p.add_argument("--reid-ckpt", default=None,
                    help="re-ID checkpoint, weights or 'latest' (default: weights/reid.ckpt)")
     p.add_argument("--render", action="store_true", help="write one MP4 per video (and cue) to DIR/render/")

@@ -181,7 +181,7 @@ def test_cli_bad_input_one_line(tiny_world, ckpts, tmp_path, capsys):
     one_line_error(_main(capsys, *base, "--cue", "corr", "--boxes", "gt-poses", "--corr-ckpt", str(ckpts["pose"])),
                    "--corr-ckpt", "pose.ckpt")
     # no checkpoint given and none shipped
-    if not (REPO / "weights" / "refine.ckpt").exists():
+    if not (REPO / "weights" / "correspondence.ckpt").exists():
         one_line_error(_main(capsys, *base, "--cue", "corr", "--boxes", "gt-poses"), "--corr-ckpt", "weights")
     # an unknown config key
     one_line_error(_main(capsys, *base, "--cue", "oks", "--boxes", "gt-poses", "tau_cor=0.1"), "tau_cor", "tau_corr")
