@@ -351,12 +351,26 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> Path:
                 os.environ[k] = v
 
     if rank0 and trainer.is_global_zero:
-        _finish(cfg, run_dir, summary, trainer, ckpt, last, ending, error)
+        if ending == "exception" and guard.batches_this_fit == 0 and not plan.continuing:
+            _discard_unstarted(run_dir)      # failed before training: nothing to keep or resume
+        else:
+            _finish(cfg, run_dir, summary, trainer, ckpt, last, ending, error)
     if ending == "exception" and error is not None:
         raise error
     if ending in EXIT_SIGNAL:
         raise RunEnded(ending, run_dir)
     return run_dir
+
+
+def _discard_unstarted(run_dir: Path) -> None:
+    """Remove the folder this invocation created for a run that failed before its first step, if it holds
+    nothing but what the run itself wrote at start-up (config, summary, empty logger folders)."""
+    import shutil
+
+    ours = {"config.yaml", "summary.json", "checkpoints", "csv", "wandb", "figures", "hparams.yaml"}
+    entries = list(run_dir.iterdir()) if run_dir.is_dir() else []
+    if all(p.name in ours for p in entries) and not any((run_dir / "checkpoints").glob("*.ckpt")):
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 class RunEnded(Exception):
