@@ -47,8 +47,11 @@ $(STAMP): setup.cfg pyproject.toml
 
 venv: $(STAMP) ## create/refresh the virtual environment .venv from setup.cfg
 
-demo: $(STAMP) ## the main job: generate the small synthetic world and its preview, say where they are
+DEMO_OUT ?= outputs/demo/$(shell date +%Y%m%d-%H%M%S)
+demo: $(STAMP) ## the main job: generate the small world, track its val videos with all four cues (shipped weights), print Table 2, render MP4s
 	$(PY) -m corrtrack.synth --out data/synth/$(SYNTH_PRESET)-seed$(SEED) --preset $(SYNTH_PRESET) --seed $(SEED) --preview
+	$(PY) -m corrtrack.track --posetrack-root data/synth/$(SYNTH_PRESET)-seed$(SEED)/posetrack --out $(DEMO_OUT) \
+		--cue all --boxes detections --render $(ARGS)
 
 test: $(STAMP) ## fast test tier (unit tests, fast_dev_run of every config, 2-process DDP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

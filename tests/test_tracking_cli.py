@@ -236,3 +236,20 @@ def test_tracking_benchmark_reports_every_cue(tiny_world, models, capsys):
         assert r["breakdown"]["pose"] > 0 and r["breakdown"]["features"] > 0
     assert res["per_cue"]["reid"]["breakdown"]["reid"] > 0 and res["per_cue"]["oks"]["breakdown"]["reid"] == 0
     assert "frames/s" in format_bench(res)
+
+
+def test_checkpoint_latest_and_shipped_default(ckpts, tmp_path, monkeypatch):
+    """--corr-ckpt latest: the newest refine run under the output root, else the newest siamese run."""
+    from corrtrack.tracking import TrackingInputError
+    from corrtrack.tracking.models import DEFAULT_WEIGHTS, resolve_weights
+
+    run = tmp_path / "siamese" / "run1" / "checkpoints"
+    run.mkdir(parents=True)
+    shutil.copy(ckpts["corr"], run / "last.ckpt")
+    (tmp_path / "siamese" / "latest").symlink_to(tmp_path / "siamese" / "run1")
+    assert resolve_weights("corr", "latest", tmp_path) == run / "last.ckpt"
+    with pytest.raises(TrackingInputError, match="--pose-ckpt latest: no finetune or pose run"):
+        resolve_weights("pose", "latest", tmp_path)
+    monkeypatch.setitem(DEFAULT_WEIGHTS, "reid", tmp_path / "weights" / "reid.ckpt")
+    with pytest.raises(TrackingInputError, match="--reid-ckpt not given and the shipped default .*reid.ckpt"):
+        resolve_weights("reid", None)

@@ -10,12 +10,12 @@ from typing import Any
 import torch
 
 from corrtrack.tracking.config import TrackingConfig
-from corrtrack.weights import WEIGHTS_DIR
 from corrtrack.tracking.precompute import Models
 from corrtrack.tracking.video import TrackingInputError
+from corrtrack.weights import WEIGHTS_DIR
 
 # the checkpoints ``python -m corrtrack.track`` uses when no path is given: the shipped weights
-# (corrtrack.weights, weights/MANIFEST.json)
+# (corrtrack.weights, weights/MANIFEST.json), by the role names of corrtrack.weights.ROLES
 DEFAULT_WEIGHTS = {"pose": WEIGHTS_DIR / "pose.ckpt", "corr": WEIGHTS_DIR / "correspondence.ckpt",
                    "reid": WEIGHTS_DIR / "reid.ckpt"}
 FLAGS = {"pose": "--pose-ckpt", "corr": "--corr-ckpt", "reid": "--reid-ckpt"}
@@ -61,10 +61,10 @@ def resolve_weights(kind: str, path: str | Path | None, output_root: str | Path 
         return p
     p = DEFAULT_WEIGHTS[kind]
     if not p.exists():
-        raise TrackingInputError(f"{FLAGS[kind]} not given and the shipped default {p} is not there; "
-                                 f"pass {FLAGS[kind]} PATH (a checkpoint of the "
-                                 f"{ {'pose': 'pose or finetune', 'corr': 'refine or siamese', 'reid': 'reid'}[kind]} "
-                                 "stage)")
+        stages = {"pose": "finetune or pose", "corr": "refine or siamese", "reid": "reid"}[kind]
+        raise TrackingInputError(f"{FLAGS[kind]} not given and the shipped default {p} is not there; pass "
+                                 f"{FLAGS[kind]} PATH (a {stages} checkpoint or run folder, or 'latest'), or run "
+                                 "`make weights`")
     return p
 
 
