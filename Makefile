@@ -17,6 +17,7 @@ SIAMESE_CKPT ?= latest
 POSE_CKPT ?= latest
 REFINE_CKPT ?= latest
 PYTEST_ARGS ?=
+WEIGHTS_ID ?=
 
 # DATA=synth (default): the built-in world; DATA=coco / DATA=posetrack: real data at COCO_ROOT / POSETRACK_ROOT.
 ifeq ($(DATA),synth)
@@ -31,8 +32,8 @@ endif
 RUN := $(PY) -m experiments.run
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test test-slow world preview train-siamese train-refine train-pose finetune-pose \
-        track bench-eval bench-corr bench-propagation bench-track clean
+.PHONY: help venv demo test test-slow world preview train-siamese train-refine train-pose finetune-pose weights \
+        train-reid track bench-eval bench-corr bench-propagation bench-track clean
 
 help: ## list every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -46,8 +47,11 @@ $(STAMP): setup.cfg pyproject.toml
 
 venv: $(STAMP) ## create/refresh the virtual environment .venv from setup.cfg
 
-demo: $(STAMP) ## the main job: generate the small synthetic world and its preview, say where they are
+DEMO_OUT ?= outputs/demo/$(shell date +%Y%m%d-%H%M%S)
+demo: $(STAMP) ## the main job: generate the small world, track its val videos with all four cues (shipped weights), print Table 2, render MP4s
 	$(PY) -m corrtrack.synth --out data/synth/$(SYNTH_PRESET)-seed$(SEED) --preset $(SYNTH_PRESET) --seed $(SEED) --preview
+	$(PY) -m corrtrack.track --posetrack-root data/synth/$(SYNTH_PRESET)-seed$(SEED)/posetrack --out $(DEMO_OUT) \
+		--cue all --boxes detections --render $(ARGS)
 
 test: $(STAMP) ## fast test tier (unit tests, fast_dev_run of every config, 2-process DDP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
@@ -72,6 +76,12 @@ train-pose: $(STAMP) ## train the top-down pose estimator on COCO-format data
 
 finetune-pose: $(STAMP) ## fine-tune the pose estimator on PoseTrack-format data (POSE_CKPT=latest|path)
 	$(RUN) finetune $(PRESET) $(subst data.train_format=coco,,$(DATA_ARGS)) model.init_ckpt=$(POSE_CKPT) $(ARGS)
+
+train-reid: $(STAMP) ## train the person re-ID net of the tracker's reid cue on PoseTrack track identities
+	$(RUN) reid $(PRESET) $(subst data.train_format=coco,,$(DATA_ARGS)) $(ARGS)
+
+weights: $(STAMP) ## retrain the shipped weights (pose, Siamese+refinement, re-ID) with the cpu presets; export to weights/
+	bash experiments/weights.sh $(WEIGHTS_ID)
 
 # make track: checkpoints only when given on the command line or in the environment (else the shipped
 # weights); 'latest' = the newest run under outputs/.

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from corrtrack.imageio import image_size
+from corrtrack.imageio import image_size, read_rgb
 from corrtrack.keypoints import NUM_JOINTS
 from corrtrack.posetrack import frame_number as posetrack_frame_number, load_sequence
 
@@ -190,3 +190,28 @@ def load_records(data_cfg: DictConfig, split: str, layout: str | None = None) ->
     if layout == "posetrack":
         return load_posetrack_records(dataset_root(data_cfg, "posetrack"), split)
     raise ValueError(f"data.train_format must be 'coco' or 'posetrack', got {layout!r}")
+
+
+#: unreadable training images in a row (while looking for a readable one) that stop the run
+MAX_UNREADABLE_IN_A_ROW = 20
+
+
+class UnreadableDataError(OSError):
+    """Too many unreadable training images in a row; the message names them."""
+
+
+def first_readable(start: int, count: int, path_of, load=None):
+    """The first readable item at or after ``start`` (cyclically over ``count`` items): returns
+    ``(index, image, skipped)``, ``skipped`` = the paths of the unreadable ones passed over. ``path_of(i)``
+    is item i's image path, ``load(i)`` reads it (default: ``corrtrack.imageio.read_rgb`` of it). Raises
+    UnreadableDataError naming the files after ``MAX_UNREADABLE_IN_A_ROW`` unreadable items in a row."""
+    skipped: list[str] = []
+    for k in range(min(MAX_UNREADABLE_IN_A_ROW, max(count, 1))):
+        i = (start + k) % count
+        try:
+            return i, (load(i) if load is not None else read_rgb(path_of(i))), skipped
+        except OSError:
+            skipped.append(str(path_of(i)))
+    shown = ", ".join(skipped[:3]) + (f", ... {skipped[-1]}" if len(skipped) > 3 else "")
+    raise UnreadableDataError(f"{len(skipped)} unreadable training images in a row (missing or corrupt): "
+                              f"{shown}; check the dataset files")

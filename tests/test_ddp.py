@@ -15,7 +15,7 @@ def test_two_process_cpu_ddp_shares_one_run_folder(tmp_path, world_overrides):
     cmd = [sys.executable, "-m", "experiments.run", "siamese", "debug", *world_overrides,
            f"output_root={out}", "trainer.accelerator=cpu", "trainer.devices=2", "trainer.strategy=ddp",
            "trainer.max_steps=2", "trainer.limit_train_batches=2", "trainer.limit_val_batches=1",
-           "model.width=0.125", "data.input_size=64", "data.val_max_images=4", "vis.every_n_epochs=0"]
+           "model.width=0.125", "data.input_size=64", "data.val_max_images=4", "figures.every_n_validations=0"]
     proc = subprocess.run(cmd, cwd=Path(__file__).resolve().parents[1], env=env, capture_output=True,
                           text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]

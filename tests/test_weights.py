@@ -65,3 +65,11 @@ def test_shipped_weights_load_and_match_their_manifest():
     assert manifest["command"] and manifest["commit"]
     total = sum((W.WEIGHTS_DIR / e["file"]).stat().st_size for e in manifest["files"].values())
     assert total <= 20 * 2**20
+
+
+def test_verify_refuses_a_file_of_another_stage(tmp_path):
+    run, _ = _fake_run(tmp_path)
+    out = tmp_path / "weights"
+    W.export({"reid": run}, out)  # Siamese weights exported under the re-ID role
+    with pytest.raises(W.WeightsError, match="'siamese' stage"):
+        W.verify(out)

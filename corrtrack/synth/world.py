@@ -5,6 +5,11 @@ output is identical for a seed whatever the number of worker processes, and one 
 another's randomness. Worlds are written into a temporary sibling folder and renamed into place only
 when complete, with a marker ``world.json`` written last; a half-written world is never mistaken for
 a complete one.
+
+Nothing a user put into a world's folder is ever deleted: ``files.tsv`` lists every file the generator
+wrote (path and size); when a stale world is regenerated, the old folder is deleted only if it holds
+exactly those files (plus a ``preview/``), and is otherwise kept beside the new world as
+``<name>.previous-<time>``, which is reported.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -31,6 +37,8 @@ from corrtrack.synth.scenes import frame_scene, make_video_script, sample_still
 
 VERSION = 1
 MARKER = "world.json"
+MANIFEST = "files.tsv"     # every generated file: relative path <tab> size in bytes
+OWN_DIRS = ("preview",)    # drawn into a world (also later, by the preview command): generated too
 TRAIN_SEQ_BASE = 1  # train videos: 000001_mpii_train, 000002_mpii_train, ...
 VAL_SEQ_BASE = 5001  # val videos:   005001_mpii_test, 005002_mpii_test, ...
 COCO_SPLITS = ("train2017", "val2017")
@@ -471,21 +479,60 @@ def _generate_into(
                 f,
                 indent=1,
             )
+        _write_manifest(tmp)
         if preview:
             from corrtrack.synth.preview import make_preview
 
             make_preview(tmp, progress=progress)
         if root.exists():
+            foreign = foreign_files(root)
             old = root.parent / f".{root.name}.old-{os.getpid()}"
             os.rename(root, old)
             os.rename(tmp, root)
-            shutil.rmtree(old, ignore_errors=True)
+            if foreign == []:            # only what the generator wrote: nothing of the user's is lost
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                stamp = time.strftime("%Y%m%d-%H%M%S")
+                kept = next(c for c in (root.parent / (f"{root.name}.previous-{stamp}" + (f"-{k}" if k else ""))
+                                        for k in range(1000)) if not c.exists())
+                os.rename(old, kept)
+                why = ("it has no list of the generated files to tell them from yours" if foreign is None else
+                       f"it holds {len(foreign)} file(s) the generator did not write, e.g. {foreign[0]}")
+                print(f"[corrtrack] the previous world at {root} is kept as {kept} ({why}); delete it when you "
+                      f"no longer need it", file=sys.stderr, flush=True)
         else:
             os.rename(tmp, root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return root
+
+
+def _write_manifest(root: Path) -> None:
+    lines = [f"{p.relative_to(root).as_posix()}\t{p.stat().st_size}" for p in sorted(root.rglob("*"))
+             if p.is_file() and p.name not in (MANIFEST, MARKER)]
+    (root / MANIFEST).write_text("\n".join(lines) + "\n")
+
+
+def foreign_files(root: str | Path) -> list[str] | None:
+    """Files in the world folder ``root`` that the generator did not write (relative paths; a generated
+    file whose size changed counts as the user's too). None: the world has no ``files.tsv`` (written by an
+    older version), so generated and other files cannot be told apart."""
+    root = Path(root)
+    try:
+        listed = dict(ln.split("\t", 1) for ln in (root / MANIFEST).read_text().splitlines() if "\t" in ln)
+    except OSError:
+        return None
+    out = []
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or p.name in (MANIFEST, MARKER):
+            continue
+        rel = p.relative_to(root).as_posix()
+        if rel.split("/", 1)[0] in OWN_DIRS:
+            continue
+        if listed.get(rel) != str(p.stat().st_size):
+            out.append(rel)
+    return out
 
 
 def _check_replaceable(root: Path) -> None:
