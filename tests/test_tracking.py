@@ -51,6 +51,9 @@ def test_eq6_correspondence_similarity():
     assert correspondence_similarity(vals, ts, cs, 0.3, 0.1)[0, 0] == pytest.approx(0.9)
     ts[0, 0] = 0.0                           # nor did the track joint 0: only joint 2 (undetected) -> 0
     assert correspondence_similarity(vals, ts, cs, 0.3, 0.1)[0, 0] == 0.0
+    cs[0, 2] = ts[0, 0] = 1.0                # two joints pass: enough for min_joints 2, not for 3
+    assert correspondence_similarity(vals, ts, cs, 0.3, 0.1, min_joints=2)[0, 0] == pytest.approx(0.7)
+    assert correspondence_similarity(vals, ts, cs, 0.3, 0.1, min_joints=3)[0, 0] == 0.0
 
 
 def _two_person_cache(parts=("corr", "flow", "reid")):
