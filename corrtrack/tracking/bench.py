@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from corrtrack.cli import entry_point
 from corrtrack.tracking.config import CUES, TrackingConfig
 from corrtrack.tracking.precompute import Models, precompute_video
 from corrtrack.tracking.tracker import track
@@ -123,6 +124,7 @@ def format_bench(result: dict) -> str:
     return "\n".join(lines)
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m corrtrack.bench tracking", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="a synthetic world (DIR/posetrack) or a PoseTrack root")
@@ -136,6 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reid-ckpt", default=None)
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=None, help="write the result as JSON")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="tracking config overrides")
     args = p.parse_args(argv)
     config = TrackingConfig.from_overrides(args.overrides).replace(boxes=args.boxes)
