@@ -348,3 +348,18 @@ def test_config_overrides_and_errors():
     # only the precomputation's settings change its key
     assert cfg.precompute_key() == TrackingConfig(recovery=False).precompute_key()
     assert TrackingConfig(tau_corr=0.9, cue="oks").precompute_key() == TrackingConfig().precompute_key()
+
+
+def test_precomputation_pickles_for_a_disk_cache():
+    """A VideoCache survives pickling (a sweep can keep it on disk) and tracks to the same result."""
+    import pickle
+
+    cache = _two_person_cache(parts=("corr",))
+    pd = cache.pairs[(0, 1)] = PairData(0, 1)
+    pd.corr = np.zeros((2, 2, 17), np.float32)
+    pd.corr[0, 1], pd.corr[1, 0] = 0.8, 0.6
+    cache.seconds["pose"] += 1.0
+    again = pickle.loads(pickle.dumps(cache))
+    cfg = TrackingConfig(joint_threshold=0.0)
+    assert [a.tolist() for a in track(again, cfg).ids.values()] == [a.tolist() for a in track(cache, cfg).ids.values()]
+    assert again.seconds["pose"] == 1.0 and again.video.name == cache.video.name
