@@ -177,7 +177,7 @@ def test_cli_bad_input_one_line(tiny_world, ckpts, tmp_path, capsys):
 
     # a checkpoint of the wrong stage
     one_line_error(_main(capsys, *base, "--cue", "oks", "--pose-ckpt", str(ckpts["corr"]), "--corr-ckpt", str(ckpts["corr"])),
-                   "--pose-ckpt", "refine.ckpt", "'refine' checkpoint")
+                   "--pose-ckpt", "refine.ckpt", "a checkpoint of the 'refine' stage")
     one_line_error(_main(capsys, *base, "--cue", "corr", "--boxes", "gt-poses", "--corr-ckpt", str(ckpts["pose"])),
                    "--corr-ckpt", "pose.ckpt")
     # no checkpoint given and none shipped
