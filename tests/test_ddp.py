@@ -61,5 +61,5 @@ def test_two_process_cpu_ddp_shares_one_run_folder_and_resumes_exactly(tmp_path,
     assert [r[:2] for r in got] == [r[:2] for r in ref]
     for a, b in zip(got, ref):   # DDP's gradient buckets sum in another grouping after a restart: float noise
         for x, y in zip(a[2:], b[2:]):
-            assert (x is None) == (y is None) and (x is None or float(x) == pytest.approx(float(y), rel=2e-3))
+            assert (x is None) == (y is None) and (x is None or float(x) == pytest.approx(float(y), rel=1e-4))
     assert json.loads((part / "summary.json").read_text())["global_step"] == 4
