@@ -184,8 +184,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "trainer.gradient_clip_val": (0, None),
     "optim.lr": (0, None), "optim.weight_decay": (0, None), "optim.gamma": (0, None),
     "checkpoint.save_top_k": (-1, None), "checkpoint.every_n_train_steps": (1, None),
-    "vis.every_n_epochs": (0, None), "vis.queries": (1, 17), "val.figure_crops": (0, None),
-    "val.figure_every_n_epochs": (1, None), "val.oks_nms": _PROBABILITY,
+    "figures.every_n_validations": (0, None), "figures.samples": (1, None), "val.oks_nms": _PROBABILITY,
     "model.width": (0, None), "model.net.width": (0, None), "model.feat_channels": (1, None),
     **{f"data.augment.{k}": _PROBABILITY for k in (
         "flip_prob", "crop_prob", "photometric", "blur", "occlude", "occlude_first", "temporal", "temporal_warp",

@@ -162,7 +162,7 @@ def test_training_run_logs_every_key_and_a_wandb_table(world_overrides, outputs,
     from experiments.run import main
 
     assert main(["siamese", "debug", *world_overrides, *outputs, "data.input_size=64", "model.width=0.125",
-                 "trainer.max_steps=1", "trainer.limit_train_batches=1", "vis.every_n_epochs=0", "run_id=r",
+                 "trainer.max_steps=1", "trainer.limit_train_batches=1", "figures.every_n_validations=0", "run_id=r",
                  "logger.wandb=true", f"track_eval.cues=[{','.join(CUES)}]"]) == 0
     run = Path(outputs[0].split("=", 1)[1]) / "siamese" / "r"
     metrics = json.loads((run / "summary.json").read_text())["final_metrics"]
@@ -191,7 +191,7 @@ def test_two_process_ddp_logs_the_single_process_values(world_overrides, tmp_pat
     from experiments.stages import get_builder
 
     overrides = [*world_overrides, "data.input_size=64", "model.width=0.125", "data.val_max_images=4",
-                 "vis.every_n_epochs=0", f"track_eval.cues=[{','.join(CUES)}]", "track_eval.max_frames=3"]
+                 "figures.every_n_validations=0", f"track_eval.cues=[{','.join(CUES)}]", "track_eval.max_frames=3"]
     out = tmp_path / "ddp"
     out.mkdir()
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
