@@ -1,7 +1,8 @@
 """TrackingEvaluationCallback: track the PoseTrack-format val videos with every association cue during
 training of the correspondence net, and log IDSW, MOTA, mAP and HOTA per cue (paper §5, Table 2).
 
-Every ``every_n_validations``-th validation (the N-th, 2N-th, ...; sanity checks do not count) rank 0
+At every ``every_n_validations``-th validation (the 1st, N+1-th, ...: the first validation already has the
+values, so a checkpoint monitoring them never misses its key; sanity checks do not count) rank 0
 tracks the videos with each cue through ``corrtrack.tracking.pipeline`` (``track_videos`` and
 ``evaluate_cues``: the functions ``python -m corrtrack.track --cue all`` runs, so the numbers are the
 command line's), broadcasts the table, and every rank logs the same values::
@@ -36,7 +37,6 @@ wiring check.
 """
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import time
@@ -68,9 +68,7 @@ def truncate_video(video: Video, max_frames: int | None) -> Video:
     labeled = video.labeled()
     if max_frames is None or len(labeled) <= max_frames:
         return video
-    gt = copy.copy(video.gt)
-    gt.frames = list(video.gt.frames[:labeled[max_frames - 1] + 1])
-    return Video(video.name, gt, video.image_root)
+    return video.head(labeled[max_frames - 1] + 1)
 
 
 def correspondence_model(module: torch.nn.Module, input_size: int, device: torch.device | str
@@ -161,13 +159,13 @@ class TrackingEvaluationCallback(pl.Callback):
     # ------------------------------------------------------------------------------------- configuration
     @classmethod
     def from_config(cls, section: Mapping[str, Any], posetrack_root: str | Path | Callable[[], str | Path],
-                    fast_dev_run: bool = False, weights_dir: str | Path | None = None
-                    ) -> "TrackingEvaluationCallback | None":
+                    fast_dev_run: bool = False, weights_dir: str | Path | None = None,
+                    output_root: str | Path | None = None) -> "TrackingEvaluationCallback | None":
         """The callback of a ``track_eval`` config section (experiments/configs/siamese.yaml), or None when
         it is disabled or no cue can run. Loads the fixed networks on the CPU (moved to the module's device
         at the first evaluation); raises :class:`TrackEvalSetupError` (one line naming the key) for a
         configured checkpoint that is missing or of the wrong stage. ``weights_dir``: where the shipped
-        weights are looked for (default ``weights/``)."""
+        weights are looked for (default ``weights/``); ``output_root``: where ``latest`` looks for runs."""
         s = dict(section)
         if not s.get("enabled", False):
             return None
@@ -182,7 +180,7 @@ class TrackingEvaluationCallback(pl.Callback):
             raise TrackEvalSetupError(f"track_eval.tracking: {e}") from None
         cues = list(s.get("cues") or CUES)
         models, skipped = load_fixed_models(config, cues, s.get("pose_ckpt"), s.get("reid_ckpt"),
-                                            s.get("recovery_ckpt"), weights_dir)
+                                            s.get("recovery_ckpt"), weights_dir, output_root)
         for what, why in skipped.items():
             print(f"[corrtrack] track_eval: {why}")
         if "pose" in skipped:
@@ -224,7 +222,7 @@ class TrackingEvaluationCallback(pl.Callback):
         if trainer.sanity_checking:
             return
         self.validations += 1
-        if self.validations % self.every:
+        if (self.validations - 1) % self.every:
             return
         payload: dict[str, Any] | None = None
         if trainer.is_global_zero:
@@ -298,7 +296,7 @@ class TrackingEvaluationCallback(pl.Callback):
             _to_device(m, device)
         detections = None
         if self.config.boxes == "detections":
-            from corrtrack.tracking import read_detection_file
+            from corrtrack.posetrack import load_detections
             from corrtrack.tracking.candidates import detection_file_for
 
             files: dict[Path, dict] = {}
@@ -306,7 +304,7 @@ class TrackingEvaluationCallback(pl.Callback):
             def detections(video: Video) -> dict:
                 path = detection_file_for(video.name, self.detections, self.root, self.split)
                 if path not in files:
-                    files[path] = read_detection_file(path)
+                    files[path] = load_detections(path, self.config.detection_min_score)
                 return files[path]
 
         preds: dict[str, dict] = {c: {} for c in fixed}
@@ -346,40 +344,41 @@ def _to_device(model: Any, device: torch.device) -> None:
 
 
 def load_fixed_models(config: TrackingConfig, cues: list[str], pose_ckpt: str | None, reid_ckpt: str | None,
-                      recovery_ckpt: str | None, weights_dir: str | Path | None = None
-                      ) -> tuple[Models, dict[str, str]]:
+                      recovery_ckpt: str | None, weights_dir: str | Path | None = None,
+                      output_root: str | Path | None = None) -> tuple[Models, dict[str, str]]:
     """The networks that do not train, on the CPU: pose estimator (boxes gt / detections), recovery net,
-    re-ID net (reid cue). A configured path must exist and load (else :class:`TrackEvalSetupError` naming
-    the key); a null key takes the shipped weights, and when those are missing the network is skipped.
-    Returns (Models, {"pose" | "reid" | "recovery": one line saying what is missing and what is skipped})."""
+    re-ID net (reid cue). A configured checkpoint (a file, a run folder, or ``latest``: the newest run
+    under ``output_root``) must exist and load, else :class:`TrackEvalSetupError` naming the key; a null
+    key takes the shipped weights (``corrtrack.weights.shipped``), and when those are missing the network
+    is skipped. Returns (Models, {"pose" | "reid" | "recovery": one line on what is missing and skipped})."""
     from corrtrack import weights
-    from corrtrack.tracking.models import load_corr, load_pose, load_reid
+    from corrtrack.tracking.models import FLAGS, load_corr, load_pose, load_reid, resolve_weights
 
     weights_dir = Path(weights_dir) if weights_dir is not None else weights.WEIGHTS_DIR
     models, skipped = Models(), {}
     wants = {"pose": config.boxes != "gt-poses",
              "recovery": config.boxes != "gt-poses" and config.recovery,
              "reid": "reid" in cues}
-    what = {"pose": ("pose_ckpt", "pose", "--pose-ckpt"), "recovery": ("recovery_ckpt", "correspondence", "--corr-ckpt"),
-            "reid": ("reid_ckpt", "reid", "--reid-ckpt")}
+    # kind -> (config key, shipped role, the tracking loaders' name of the net)
+    what = {"pose": ("pose_ckpt", "pose", "pose"), "recovery": ("recovery_ckpt", "correspondence", "corr"),
+            "reid": ("reid_ckpt", "reid", "reid")}
     consequence = {"pose": f"every cue is skipped (boxes={config.boxes} needs a pose estimator; boxes=gt-poses "
                            "does not)", "recovery": "recovery is off", "reid": "the reid cue is skipped"}
     given = {"pose": pose_ckpt, "recovery": recovery_ckpt, "reid": reid_ckpt}
     for kind, wanted in wants.items():
         if not wanted:
             continue
-        key, role, flag = what[kind]
-        path = given[kind]
-        if path is None:
-            try:
-                path = weights.shipped(role, weights_dir)
-            except weights.WeightsError:
-                skipped[kind] = (f"no track_eval.{key} given and no shipped {role} weights "
-                                 f"({weights_dir / (role + '.ckpt')} missing): {consequence[kind]}")
-                continue
-        elif not Path(path).exists():
-            raise TrackEvalSetupError(f"track_eval.{key}: {path}: no such file")
+        key, role, net = what[kind]
         try:
+            if given[kind] is None:
+                try:
+                    path = weights.shipped(role, weights_dir)
+                except weights.WeightsError:
+                    skipped[kind] = (f"no track_eval.{key} given and no shipped {role} weights "
+                                     f"({weights_dir / (role + '.ckpt')} missing): {consequence[kind]}")
+                    continue
+            else:
+                path = resolve_weights(net, given[kind], output_root)
             if kind == "pose":
                 models.pose = load_pose(Path(path))
             elif kind == "recovery":
@@ -387,5 +386,6 @@ def load_fixed_models(config: TrackingConfig, cues: list[str], pose_ckpt: str | 
             else:
                 models.reid = load_reid(Path(path))
         except TrackingInputError as e:
-            raise TrackEvalSetupError(str(e).replace(flag, f"track_eval.{key}")) from None
+            msg = str(e).replace(FLAGS[net], f"track_eval.{key}")
+            raise TrackEvalSetupError(msg if msg.startswith("track_eval.") else f"track_eval.{key}: {msg}") from None
     return models, skipped

@@ -132,11 +132,10 @@ def test_missing_weights_skip_or_fail_in_one_line(tmp_path, tiny_world):
     assert cb.cues == ["oks", "corr"] and "reid" in cb.skipped
     # boxes from GT need the pose estimator: without one no cue can run
     assert TrackingEvaluationCallback.from_config({**section, "boxes": "gt"}, tiny_world, weights_dir=empty) is None
-    with pytest.raises(TrackEvalSetupError, match=r"^track_eval\.reid_ckpt: .*nope\.ckpt: no such file$"):
+    with pytest.raises(TrackEvalSetupError, match=r"^track_eval\.reid_ckpt .*nope\.ckpt: no such file or folder$"):
         TrackingEvaluationCallback.from_config({**section, "reid_ckpt": str(tmp_path / "nope.ckpt")}, tiny_world)
     wrong = _save(_siamese(), tmp_path / "siamese.ckpt")
-    with pytest.raises(TrackEvalSetupError, match=r"track_eval\.pose_ckpt .*siamese\.ckpt: a checkpoint of the "
-                                                  r"'siamese' stage"):
+    with pytest.raises(TrackEvalSetupError, match=r"^track_eval\.pose_ckpt\b.*siamese\.ckpt\b.*'siamese'"):
         TrackingEvaluationCallback.from_config({**section, "boxes": "gt", "pose_ckpt": str(wrong)}, tiny_world)
     with pytest.raises(TrackEvalSetupError, match="track_eval.tracking: .*unknown key 'tau_cor'"):
         TrackingEvaluationCallback.from_config({**section, "tracking": {"tau_cor": 0.3}}, tiny_world)
@@ -157,29 +156,36 @@ def test_stage_config_holds_every_tracking_key():
         assert set(section.cues) <= {"oks", "flow", "reid", "corr"}
 
 
-def test_training_run_logs_every_key_and_a_wandb_table(world_overrides, outputs, tmp_path):
-    """The real entry point (siamese debug: one video cut after 4 labelled frames), W&B offline on."""
+def test_training_run_logs_every_key_every_n_validations_and_a_wandb_table(world_overrides, outputs):
+    """The real entry point (siamese debug: one video cut after 4 labelled frames), W&B offline on, three
+    validations with every_n_validations=2: evaluations at the 1st and the 3rd."""
+    import csv
+
     from experiments.run import main
 
     assert main(["siamese", "debug", *world_overrides, *outputs, "data.input_size=64", "model.width=0.125",
-                 "trainer.max_steps=1", "trainer.limit_train_batches=1", "figures.every_n_validations=0", "run_id=r",
-                 "logger.wandb=true", f"track_eval.cues=[{','.join(CUES)}]"]) == 0
-    run = Path(outputs[0].split("=", 1)[1]) / "siamese" / "r"
-    metrics = json.loads((run / "summary.json").read_text())["final_metrics"]
-    for cue in CUES:
-        for m in METRICS:
-            assert math.isfinite(metrics[f"track/{cue}/{m}"]), (cue, m)
-    assert metrics["perf/track_eval_s"] > 0
-    csv = (run / "csv" / "metrics.csv").read_text().splitlines()[0].split(",")
-    assert {f"track/{c}/{m}" for c in CUES for m in METRICS} <= set(csv)
-    tables = list((run / "wandb").rglob("track/table_*.table.json"))
-    assert len(tables) == 1
-    table = json.loads(tables[0].read_text())
-    assert table["columns"][:3] == ["epoch", "step", "cue"] and [r[2] for r in table["data"]] == CUES
-    assert [r[4] for r in table["data"]] == pytest.approx([metrics[f"track/{c}/mota"] for c in CUES], rel=1e-6)
+                 "trainer.max_epochs=3", "trainer.max_steps=3", "trainer.limit_train_batches=1",
+                 "figures.every_n_validations=0", "run_id=r", "logger.wandb=true",
+                 f"track_eval.cues=[{','.join(CUES)}]", "track_eval.every_n_validations=2"]) == 0
     import wandb
 
     wandb.finish()                                             # close the run this process opened
+    run = Path(outputs[0].split("=", 1)[1]) / "siamese" / "r"
+    metrics = json.loads((run / "summary.json").read_text())["final_metrics"]
+    keys = {f"track/{c}/{m}" for c in CUES for m in METRICS}
+    for k in keys:
+        assert math.isfinite(metrics[k]), k
+    assert metrics["perf/track_eval_s"] > 0
+    rows = [r for r in csv.DictReader((run / "csv" / "metrics.csv").open()) if r.get("track/corr/mota")]
+    assert [int(r["epoch"]) for r in rows] == [0, 2]
+    assert all(r[k] != "" for r in rows for k in keys)
+    tables = sorted((run / "wandb").rglob("track/table_*.table.json"), key=lambda p: p.stat().st_mtime)
+    assert len(tables) == 2                                    # one table per evaluation, all rows so far
+    table = json.loads(tables[-1].read_text())
+    assert table["columns"][:3] == ["epoch", "step", "cue"]
+    assert [(r[0], r[2]) for r in table["data"]] == [(e, c) for e in (0, 2) for c in CUES]
+    assert [r[4] for r in table["data"][3:]] == pytest.approx([float(rows[1][f"track/{c}/mota"]) for c in CUES],
+                                                              rel=1e-6)
 
 
 def test_two_process_ddp_logs_the_single_process_values(world_overrides, tmp_path):

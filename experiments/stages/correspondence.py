@@ -61,7 +61,7 @@ def tracking_callbacks(cfg: DictConfig) -> list:
         cb = TrackingEvaluationCallback.from_config(
             OmegaConf.to_container(cfg.track_eval, resolve=True),
             posetrack_root=lambda: dataset_root(cfg.data, "posetrack"),   # after the datamodule prepared it
-            fast_dev_run=bool(cfg.trainer.fast_dev_run))
+            fast_dev_run=bool(cfg.trainer.fast_dev_run), output_root=cfg.output_root)
     except TrackEvalSetupError as e:
         raise ConfigError(str(e)) from None
     return [cb] if cb is not None else []
