@@ -99,7 +99,11 @@ def test_interrupted_and_resumed_run_matches_the_uninterrupted_one(k, how, endin
     assert (tmp_path / "siamese" / "latest").resolve() == run.resolve()
 
     assert resume_from_summary(run) == 0
-    assert_same_history(rows(run), ref)       # the first part's rows kept, the rest continued in step
+    if how == "exception":   # the failing batch's own row was never logged; every other row is there
+        assert summary["error"] == "a failure after some steps"
+        assert_same_history([r for r in rows(run) if r[3]], [r for r in ref if r[3]])
+    else:
+        assert_same_history(rows(run), ref)   # the first part's rows kept, the rest continued in step
     final = json.loads((run / "summary.json").read_text())
     assert final["ending"] == "max_epochs" and final["global_step"] == 9 and len(final["segments"]) == 2
     assert final["final_metrics"]["val/corr_pck"] == pytest.approx(
@@ -156,3 +160,81 @@ def test_run_folders_are_never_overwritten_and_latest_needs_a_step(world_overrid
     assert main([*base, "trainer.max_steps=abc"]) == 2                  # fails at start-up ...
     assert main([*base, "model.variant=release", "data.input_size=60"]) == 2   # ... or before its first step
     assert (tmp_path / "siamese" / "latest").resolve() == newest        # latest did not move
+
+
+def test_a_run_stopped_before_any_validation_leaves_a_checkpoint_the_next_stage_uses(world_overrides,
+                                                                                    tmp_path):
+    """max_steps reached before the first validation (validation every 2nd epoch): no best checkpoint, but
+    last.ckpt, which `latest` then gives the refine stage; its frozen Siamese tensors are those weights."""
+    base = ["debug", *world_overrides, *SMALL, f"output_root={tmp_path}", "trainer.max_steps=2",
+            "trainer.check_val_every_n_epoch=2"]
+    assert main(["siamese", *base]) == 0
+    s_run = (tmp_path / "siamese" / "latest").resolve()
+    s_sum = json.loads((s_run / "summary.json").read_text())
+    assert s_sum["best_checkpoint"] is None and s_sum["ending"] == "max_steps"
+    assert main(["refine", *base, "model.siamese_ckpt=latest", "model.width=0.125"]) == 0
+    s = torch.load(s_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    r_run = (tmp_path / "refine" / "latest").resolve()
+    r = torch.load(r_run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    sia = {k: v for k, v in s.items() if k.startswith("siamese.")}
+    assert sia and all(torch.equal(r[k], v) for k, v in sia.items())
+
+
+def test_slurm_requeue_continues_in_its_own_folder(tmp_path, monkeypatch):
+    """A requeued job keeps its job id: it finds the folder it wrote and resumes from its last.ckpt."""
+    from experiments.run import plan_run
+
+    monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    for k in ("SLURM_ARRAY_JOB_ID", "SLURM_PROCID", "RANK", "LOCAL_RANK", "CORRTRACK_RUN_DIR"):
+        monkeypatch.delenv(k, raising=False)
+    cfg = load_config("siamese", ["debug"], [f"output_root={tmp_path}"])
+    first = plan_run(cfg)
+    assert first.run_dir.name == "slurm-4242" and first.resume_from is None
+    (first.run_dir / "checkpoints").mkdir(parents=True)
+    (first.run_dir / "summary.json").write_text(json.dumps({"slurm_job_id": "4242", "status": "stopped"}))
+    (first.run_dir / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    again = plan_run(cfg)
+    assert again.run_dir == first.run_dir and again.continuing
+    assert again.resume_from == first.run_dir / "checkpoints" / "last.ckpt"
+    monkeypatch.setenv("SLURM_JOB_ID", "4343")                   # another job: its own folder
+    assert plan_run(cfg).run_dir.name == "slurm-4343"
+
+
+def test_unreadable_training_images_are_skipped_counted_and_warned_once(tiny_world, world_overrides, tmp_path,
+                                                                        caplog):
+    """Every other COCO training image unreadable: the pose stage trains on the readable ones (never on a
+    blank frame with real joints), logs data/skipped per epoch, and warns once per file."""
+    import shutil
+
+    coco = tmp_path / "coco"
+    shutil.copytree(tiny_world / "coco", coco)
+    broken = sorted((coco / "images" / "train2017").glob("*.jpg"))[::2]
+    for f in broken:
+        f.write_bytes(b"")
+    caplog.set_level("WARNING")
+    args = ["pose", "debug", *world_overrides, f"data.coco_root={coco}", f"output_root={tmp_path / 'o'}",
+            "model.net.width=0.125", "data.input_size=[64,48]", "data.num_workers=0", "cpu_threads=1",
+            "trainer.max_epochs=2", "trainer.max_steps=-1", "data.batch_size=4", "run_id=p"]
+    assert main(args) == 0
+    with open(tmp_path / "o" / "pose" / "p" / "csv" / "metrics.csv", newline="") as f:
+        skipped = [float(r["data/skipped"]) for r in csv.DictReader(f) if r.get("data/skipped")]
+    assert len(skipped) == 2 and sum(skipped) > 0                 # one value per epoch
+    warned = [r.getMessage() for r in caplog.records if "skipped an unreadable training image" in r.getMessage()]
+    assert warned and len(warned) == len(set(warned)) and all(any(str(b) in w for b in broken) for w in warned)
+
+
+def test_topdown_training_never_pairs_an_unreadable_image_with_joints(tiny_world, tmp_path):
+    import shutil
+
+    from datamodules.sources import load_coco_records
+    from datamodules.topdown import TopDownDataset
+
+    coco = tmp_path / "coco"
+    shutil.copytree(tiny_world / "coco", coco)
+    records = load_coco_records(coco, "train")
+    records[0].path.write_bytes(b"not a jpeg")
+    ds = TopDownDataset(records, (64, 48), stride=8, train=True)
+    first_other = next(i for i, inst in enumerate(ds.instances) if inst.record != 0)
+    s = ds[(0, 0)]
+    assert set(s["skipped"]) == {str(records[0].path)}   # once per crop of that image passed over
+    assert s["image_id"] == records[ds.instances[first_other].record].image_id   # the next readable crop
