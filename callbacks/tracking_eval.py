@@ -300,7 +300,7 @@ class TrackingEvaluationCallback(pl.Callback):
             _to_device(m, device)
         detections = None
         if self.config.boxes == "detections":
-            from corrtrack.tracking import read_detection_file
+            from corrtrack.posetrack import load_detections
             from corrtrack.tracking.candidates import detection_file_for
 
             files: dict[Path, dict] = {}
@@ -308,7 +308,7 @@ class TrackingEvaluationCallback(pl.Callback):
             def detections(video: Video) -> dict:
                 path = detection_file_for(video.name, self.detections, self.root, self.split)
                 if path not in files:
-                    files[path] = read_detection_file(path)
+                    files[path] = load_detections(path, self.config.detection_min_score)
                 return files[path]
 
         preds: dict[str, dict] = {c: {} for c in fixed}

@@ -46,8 +46,8 @@ def one_line(exc: BaseException) -> str:
         last = [ln for ln in text.splitlines() if ln.strip()][-1].strip()
         head, sep, rest = last.partition(": ")
         text = rest if sep and "." in head and " " not in head else last
-    if isinstance(exc, OSError) and exc.filename and str(exc.filename) not in text:
-        text = f"{exc.filename}: {exc.strerror or text}"
+    if isinstance(exc, OSError) and exc.filename and exc.strerror:   # "[Errno 2] ...: 'f'" -> "f: ..."
+        text = f"{exc.filename}: {exc.strerror}"
     if not text:
         text = type(exc).__name__
     return " ".join(text.split())

@@ -10,16 +10,18 @@ detection files. ``DIR`` receives one PoseTrack 2018 JSON per video under the GT
 ``--cue all``: ``DIR/<cue>/``), the evaluation (IDSW, MOTA, mAP, HOTA per cue) in ``DIR/results/``
 and, with ``--render``, one MP4 per video (and cue) in ``DIR/render/``. ``key=value`` overrides the
 tracking config (``experiments/configs/tracking.yaml``; docs/tracking.md). Bad input gets one line
-naming the file (exit status 2), never a traceback (``--debug`` or CORRTRACK_DEBUG=1 shows it).
+naming the file (exit status 2; ``corrtrack.cli``), never a traceback (``--debug`` or CORRTRACK_DEBUG=1
+shows it).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
+
+from corrtrack.cli import entry_point
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,29 +59,9 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    debug = args.debug or os.environ.get("CORRTRACK_DEBUG", "") not in ("", "0")
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:
-        from corrtrack.evaluation import EvaluationInputError
-        from corrtrack.posetrack.types import PoseTrackFormatError
-        from corrtrack.tracking import TrackingConfigError, TrackingInputError
-
-        if debug:
-            raise
-        if isinstance(e, (TrackingInputError, TrackingConfigError, PoseTrackFormatError, EvaluationInputError)):
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        if isinstance(e, OSError):
-            print(f"error: {e}", file=sys.stderr)
-            return 2
-        print(f"internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)", file=sys.stderr)
-        return 3
+    return _run(_parser().parse_args(argv))
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -16,7 +16,10 @@ Training batches are P identities x K instances (:class:`PKSampler`: ``batch_siz
 K): the batch-hard triplet loss needs positives and negatives in every batch. One epoch visits every
 training identity once (P at a time) with K of its crops drawn at random (without replacement when it
 has K or more), deterministically per ``seed`` and epoch. Under DDP each rank takes every
-``world_size``-th batch (the stage sets ``trainer.use_distributed_sampler: false``).
+``world_size``-th batch (the stage sets ``trainer.use_distributed_sampler: false``). The sampler yields
+``(epoch, index)`` and each crop's augmentation draws from ``(seed, epoch, index)``
+(``datamodules.sampling``), so a resumed run continues with exactly the batches it would have seen; an
+unreadable training image is skipped for another crop of the same identity (and counted by the run).
 
 Training augmentation (the re-ID strong baseline's, in our geometry): horizontal flip, box jitter
 (zoom ``scale``, centre ``shift``) and random erasing of a rectangle (filled with the mean colour).
@@ -37,7 +40,9 @@ from corrtrack.imageio import read_rgb
 from corrtrack.nets.utils import IMAGE_MEAN, normalize_images
 from corrtrack.reid import crop_persons
 from datamodules.augment import augment_from_config
-from datamodules.sources import ImageRecord, dataset_root, frame_number, load_posetrack_records
+from datamodules.sampling import sample_rng, split_key
+from datamodules.sources import (ImageRecord, dataset_root, first_readable, frame_number,
+                                 load_posetrack_records)
 from datamodules.workers import worker_init
 
 log = logging.getLogger(__name__)
@@ -132,8 +137,9 @@ class ReIDDataset(Dataset):
 
     def __init__(self, records: Sequence[ImageRecord], input_size: tuple[int, int] = (256, 128),
                  padding: float = 1.1, train: bool = True, augment: ReIDAugment | None = None,
-                 min_box_height: float = 16.0, min_instances: int = 1):
+                 min_box_height: float = 16.0, min_instances: int = 1, seed: int = 0):
         self.records = list(records)
+        self.seed = int(seed)
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.padding = float(padding)
         self.train = bool(train)
@@ -162,9 +168,8 @@ class ReIDDataset(Dataset):
     def __len__(self) -> int:
         return len(self.crops)
 
-    def _rng(self, index: int) -> np.random.Generator:
-        # torch's generator is seeded per worker, epoch and rank by Lightning
-        return np.random.default_rng([int(torch.randint(0, 2 ** 62, (1,)).item()), index])
+    def _rng(self, epoch: int, index: int) -> np.random.Generator:
+        return sample_rng(self.seed, epoch, index, 0x9E1D)
 
     def augment_crop(self, image: np.ndarray, box: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """A training crop of ``box``: box jitter, flip and random erasing. Returns (H, W, 3) uint8."""
@@ -181,29 +186,41 @@ class ReIDDataset(Dataset):
         return crop
 
     def _image(self, record: int) -> np.ndarray:
+        """Validation: the frame (a blank one, with a warning, when unreadable: every query is scored)."""
         if self._last is not None and self._last[0] == record:
             return self._last[1]
         rec = self.records[record]
         try:
             image = read_rgb(rec.path)
         except OSError as e:
-            # a corrupt image must not kill a long run
-            log.warning("using a blank image: %s", e)
+            log.warning("validation: a blank frame for an unreadable image: %s", e)
             image = np.zeros((rec.height, rec.width, 3), np.uint8)
-        if not self.train:
-            self._last = (record, image)
+        self._last = (record, image)
         return image
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        index = int(index)
-        c = self.crops[index]
-        image = self._image(c.record)
+    def _train_image(self, index: int) -> tuple[int, np.ndarray, list[str]]:
+        """(crop index, its frame, unreadable files passed over): an unreadable frame is skipped for the
+        next readable crop of the same identity (a blank crop would train its label on no person)."""
+        members = np.flatnonzero(self.labels == self.labels[index])
+        start = int(np.searchsorted(members, index))
+        path_of = lambda j: self.records[self.crops[int(members[j])].record].path  # noqa: E731
+        j, image, skipped = first_readable(start, len(members), path_of)
+        return int(members[j]), image, skipped
+
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """Crop ``index`` (a plain index, or the ``(epoch, index)`` the training sampler yields)."""
+        epoch, index = split_key(key)
+        skipped: list[str] = []
         if self.train:
-            crop = self.augment_crop(image, c.box, self._rng(index))
+            index, image, skipped = self._train_image(index)
+            c = self.crops[index]
+            crop = self.augment_crop(image, c.box, self._rng(epoch, index))
         else:
-            crop = crop_persons(image, c.box[None], self.input_size, self.padding)[0]
+            c = self.crops[index]
+            crop = crop_persons(self._image(c.record), c.box[None], self.input_size, self.padding)[0]
         return {"image": normalize_images(crop).numpy(), "label": np.int64(c.identity),
-                "frame": np.int64(c.frame), "video": self.video_ids[index], "index": np.int64(index)}
+                "frame": np.int64(c.frame), "video": self.video_ids[index], "index": np.int64(index),
+                "skipped": skipped}
 
 
 def random_erase(crop: np.ndarray, rng: np.random.Generator, area: tuple[float, float] = (0.02, 0.4),
@@ -253,6 +270,7 @@ class PKSampler(Sampler[int]):
         self.k = int(instances)
         self.seed, self.rank, self.world_size = int(seed), int(rank), max(1, int(world_size))
         self.epoch = 0
+        self._start: tuple[int, int] | None = None
 
     @property
     def batch_size(self) -> int:
@@ -279,16 +297,28 @@ class PKSampler(Sampler[int]):
             out.append(np.concatenate(idx))
         return out[self.rank::self.world_size][:self.num_batches]
 
-    def __iter__(self) -> Iterator[int]:
-        for b in self.batches():
-            yield from (int(i) for i in b)
+    def start_at(self, epoch: int, batches_done: int) -> None:
+        """Resume: the next pass over ``epoch`` skips its first ``batches_done`` batches of this rank."""
+        self.set_epoch(epoch)
+        self._start = (int(epoch), int(batches_done))
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        """``(epoch, crop index)`` pairs, P x K per batch."""
+        epoch, start = self.epoch, self._start
+        self._start = None
+        skip = start[1] if start is not None and start[0] == epoch else 0
+        return iter([(epoch, int(i)) for b in self.batches()[skip:] for i in b])
 
     def __len__(self) -> int:
         return self.num_batches * self.batch_size
 
 
-def collate(samples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    return {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0]}
+def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Stacked tensors; ``skipped``: the unreadable image files passed over (list of str)."""
+    out: dict[str, Any] = {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0]
+                           if k != "skipped"}
+    out["skipped"] = [p for s in samples for p in s.get("skipped", ())]
+    return out
 
 
 class ReIDDataModule(pl.LightningDataModule):
@@ -304,6 +334,7 @@ class ReIDDataModule(pl.LightningDataModule):
         super().__init__()
         self.cfg = data_cfg
         self.seed = int(seed)
+        self.resume_position: tuple[int, int] | None = None   # (epoch, batches done): set on resume
         self.train_set: ReIDDataset | None = None
         self.val_set: ReIDDataset | None = None
         self.val_videos: list[str] = []
@@ -338,7 +369,7 @@ class ReIDDataModule(pl.LightningDataModule):
         common = dict(input_size=self.input_size, padding=float(c.padding),
                       min_box_height=float(c.min_box_height))
         self.train_set = ReIDDataset(train, train=True, augment=ReIDAugment.from_config(c.get("augment")),
-                                     min_instances=int(c.min_instances), **common)
+                                     min_instances=int(c.min_instances), seed=self.seed, **common)
         self.val_set = ReIDDataset(val, train=False, **common) if val else None
         log.info("re-ID data: %d training identities (%d crops), %d validation identities (%d crops, "
                  "videos %s)", self.train_set.num_identities, len(self.train_set),
@@ -358,6 +389,9 @@ class ReIDDataModule(pl.LightningDataModule):
         rank, world = self._rank()
         sampler = PKSampler(self.train_set.labels, int(self.cfg.batch_size), int(self.cfg.instances),
                             seed=self.seed, rank=rank, world_size=world)
+        if self.resume_position is not None:   # once: a reloaded loader starts its epoch from the beginning
+            sampler.start_at(*self.resume_position)
+            self.resume_position = None
         nw = int(self.cfg.num_workers)
         return DataLoader(self.train_set, batch_size=sampler.batch_size, sampler=sampler, drop_last=True,
                           num_workers=nw, collate_fn=collate, pin_memory=bool(self.cfg.pin_memory),

@@ -60,7 +60,7 @@ class EpochSampler(DistributedSampler):
 def train_sampler(datamodule: Any, dataset: Dataset, seed: int) -> EpochSampler:
     """The training sampler of a DataModule: its trainer's rank layout (one replica without a trainer),
     started where ``datamodule.resume_position`` = (epoch, batches done) says, if set."""
-    trainer = getattr(datamodule, "_trainer", None)
+    trainer = getattr(datamodule, "trainer", None)
     world, rank = (int(trainer.world_size), int(trainer.global_rank)) if trainer is not None else (1, 0)
     sampler = EpochSampler(dataset, seed=seed, shuffle=True, num_replicas=world, rank=rank)
     pos = getattr(datamodule, "resume_position", None)

@@ -83,22 +83,31 @@ def load_coco_records(root: str | Path, split: str, min_keypoints: int = 1) -> l
     import io
 
     ann_file, img_dir = _coco_split_paths(Path(root), split)
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO(str(ann_file))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco = COCO(str(ann_file))
+    except (ValueError, KeyError, TypeError, AttributeError) as e:   # truncated JSON, missing sections
+        raise ValueError(f"{ann_file}: not a readable COCO keypoint annotation file "
+                         f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
     records = []
     for img_id in sorted(coco.getImgIds()):
-        info = coco.loadImgs(img_id)[0]
-        anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=img_id, iscrowd=False))
-                if a.get("num_keypoints", 0) >= min_keypoints]
-        if not anns:
-            continue
-        kp = np.array([a["keypoints"] for a in anns], dtype=np.float32).reshape(-1, NUM_JOINTS, 3)
-        records.append(ImageRecord(
-            path=img_dir / info["file_name"], width=int(info["width"]), height=int(info["height"]),
-            image_id=int(img_id), keypoints=kp,
-            boxes=np.array([a["bbox"] for a in anns], dtype=np.float32).reshape(-1, 4),
-            areas=np.array([a.get("area", a["bbox"][2] * a["bbox"][3]) for a in anns], dtype=np.float32),
-            layout="coco"))
+        try:
+            info = coco.loadImgs(img_id)[0]
+            anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=img_id, iscrowd=False))
+                    if a.get("num_keypoints", 0) >= min_keypoints]
+            if not anns:
+                continue
+            kp = np.array([a["keypoints"] for a in anns], dtype=np.float32).reshape(-1, NUM_JOINTS, 3)
+            records.append(ImageRecord(
+                path=img_dir / info["file_name"], width=int(info["width"]), height=int(info["height"]),
+                image_id=int(img_id), keypoints=kp,
+                boxes=np.array([a["bbox"] for a in anns], dtype=np.float32).reshape(-1, 4),
+                areas=np.array([a.get("area", a["bbox"][2] * a["bbox"][3]) for a in anns], dtype=np.float32),
+                layout="coco"))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:  # a field missing or not numbers
+            raise ValueError(f"{ann_file}: image id {img_id}: bad field in its image or person annotations "
+                             f"(keypoints: 51 numbers, bbox: 4, width/height/file_name) "
+                             f"({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
     return records
 
 

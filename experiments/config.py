@@ -184,8 +184,8 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "trainer.gradient_clip_val": (0, None),
     "optim.lr": (0, None), "optim.weight_decay": (0, None), "optim.gamma": (0, None),
     "checkpoint.save_top_k": (-1, None), "checkpoint.every_n_train_steps": (1, None),
-    "vis.every_n_epochs": (0, None), "vis.queries": (1, 17), "val.figure_crops": (0, None),
-    "val.figure_every_n_epochs": (1, None), "val.oks_nms": _PROBABILITY,
+    "figures.every_n_validations": (0, None), "figures.samples": (0, None),
+    "val.oks_nms": _PROBABILITY,
     "model.width": (0, None), "model.net.width": (0, None), "model.feat_channels": (1, None),
     **{f"data.augment.{k}": _PROBABILITY for k in (
         "flip_prob", "crop_prob", "photometric", "blur", "occlude", "occlude_first", "temporal", "temporal_warp",
@@ -231,13 +231,15 @@ _SCHEMAS: dict[str, dict[str, tuple[set, bool, set]]] = {}
 
 def schema(stage: str) -> dict[str, tuple[set, bool, set]]:
     """key -> (kinds of its values, may be null, kinds of list elements), from base.yaml, the stage file
-    and every preset of the stage."""
+    and every preset of the stage, each with the files it inherits from."""
     if stage not in _SCHEMAS:
         files = [CONFIG_DIR / "base.yaml", CONFIG_DIR / f"{stage}.yaml"] + \
             [preset_path(stage, p) for p in available_presets(stage)]
         out: dict[str, tuple[set, bool, set]] = {}
-        for f in files:
-            for key, v in _leaves(_compose(f)):
+        for f in _with_bases(files):
+            own = _read_yaml(f)
+            own.pop(BASE_KEY, None)
+            for key, v in _leaves(_merge_file_dicts({}, own, f)):
                 kinds, nullable, elems = out.get(key, (set(), False, set()))
                 k = _kind(v)
                 if k is None or v == "???":
@@ -249,6 +251,20 @@ def schema(stage: str) -> dict[str, tuple[set, bool, set]]:
                 out[key] = (kinds, nullable, elems)
         _SCHEMAS[stage] = out
     return _SCHEMAS[stage]
+
+
+def _with_bases(files: list[Path]) -> list[Path]:
+    """The files and, recursively, their ``_base_`` parents (each once)."""
+    out: list[Path] = []
+    todo = list(files)
+    while todo:
+        f = todo.pop(0).resolve()
+        if f in out:
+            continue
+        out.append(f)
+        bases = _read_yaml(f).get(BASE_KEY) or []
+        todo += [f.parent / b for b in ([bases] if isinstance(bases, str) else bases)]
+    return out
 
 
 def _type_ok(kind: str | None, allowed) -> bool:

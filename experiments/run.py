@@ -251,47 +251,14 @@ def _requeue_slurm_job() -> str:
         f"scontrol requeue {job} failed: {(r.stderr or r.stdout).strip()}"
 
 
-def train(cfg: DictConfig, callbacks: list | None = None) -> Path:
-    """Run one training stage from a resolved config; returns the run folder. ``callbacks``: extra
-    Lightning callbacks. A run stopped by a signal raises :class:`RunEnded` after saving everything."""
+def _build(cfg: DictConfig, run_dir: Path, summary: dict, rank0: bool, callbacks: list | None):
+    """The stage's module and data, the callbacks and the Trainer of a run."""
     import pytorch_lightning as pl
     from pytorch_lightning.callbacks import LearningRateMonitor, ModelCheckpoint
 
     from callbacks.run_state import AtomicCheckpointIO, DataPosition, RunGuard
     from callbacks.throughput import Throughput
-    from corrtrack import checkpoints
     from experiments.stages import get_builder
-
-    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    set_cpu_threads(cfg)
-    plan = plan_run(cfg)
-    run_dir = plan.run_dir
-    if plan.resume_from is not None:   # a wrong file is one line here, not a traceback from inside Lightning
-        checkpoints.load(plan.resume_from, accept=(cfg.stage,), what="resume")
-    rank0 = _global_rank() == 0
-    summary = _read_summary(run_dir) if plan.continuing else {}
-    if rank0:
-        try:
-            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise ConfigError(f"output_root: cannot create the run folder {run_dir} ({e.strerror or e})") from None
-        if not os.access(run_dir, os.W_OK):
-            raise ConfigError(f"output_root: the run folder {run_dir} is not writable")
-        saved = _saved_config(cfg)
-        cfg_file = run_dir / "config.yaml"
-        if cfg_file.is_file() and OmegaConf.load(cfg_file) != saved:
-            cfg_file = run_dir / f"config-{len(summary.get('segments', [])) + 1}.yaml"   # a changed resume
-        if not cfg_file.is_file():
-            OmegaConf.save(saved, cfg_file)
-        segments = list(summary.get("segments", []))
-        segments.append({"started": time.strftime("%Y-%m-%d %H:%M:%S"), "config": cfg_file.name,
-                         "resumed_from": str(plan.resume_from) if plan.resume_from else None,
-                         "host": socket.gethostname(), "pid": os.getpid()})
-        summary.update({"stage": str(cfg.stage), "run_dir": str(run_dir), "status": "running",
-                        "slurm_job_id": _slurm_job_id(), "segments": segments,
-                        "wandb_id": summary.get("wandb_id") or f"{cfg.stage}-{run_dir.name}-{os.getpid()}",
-                        "resume_command": resume_command(cfg, run_dir)})
-        _write_summary(run_dir, summary)
 
     parts = get_builder(cfg.stage)(cfg, run_dir)
     ckpt_dir = str(run_dir / "checkpoints")
@@ -329,6 +296,55 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> Path:
         if hasattr(lg, "log_hyperparams"):
             lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
+    return trainer, parts, guard, ckpt, last
+
+
+def train(cfg: DictConfig, callbacks: list | None = None) -> Path:
+    """Run one training stage from a resolved config; returns the run folder. ``callbacks``: extra
+    Lightning callbacks. A run stopped by a signal raises :class:`RunEnded` after saving everything."""
+    import pytorch_lightning as pl
+
+    from corrtrack import checkpoints
+
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    set_cpu_threads(cfg)
+    plan = plan_run(cfg)
+    run_dir = plan.run_dir
+    if plan.resume_from is not None:   # a wrong file is one line here, not a traceback from inside Lightning
+        checkpoints.load(plan.resume_from, accept=(cfg.stage,), what="resume")
+    rank0 = _global_rank() == 0
+    fresh = rank0 and not run_dir.exists()    # a folder this invocation creates (and may discard)
+    summary = _read_summary(run_dir) if plan.continuing else {}
+    if rank0:
+        try:
+            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise ConfigError(f"output_root: cannot create the run folder {run_dir} ({e.strerror or e})") from None
+        if not os.access(run_dir, os.W_OK):
+            raise ConfigError(f"output_root: the run folder {run_dir} is not writable")
+        saved = _saved_config(cfg)
+        cfg_file = run_dir / "config.yaml"
+        if cfg_file.is_file() and OmegaConf.load(cfg_file) != saved:
+            cfg_file = run_dir / f"config-{len(summary.get('segments', [])) + 1}.yaml"   # a changed resume
+        if not cfg_file.is_file():
+            OmegaConf.save(saved, cfg_file)
+        segments = list(summary.get("segments", []))
+        segments.append({"started": time.strftime("%Y-%m-%d %H:%M:%S"), "config": cfg_file.name,
+                         "resumed_from": str(plan.resume_from) if plan.resume_from else None,
+                         "host": socket.gethostname(), "pid": os.getpid()})
+        summary.update({"stage": str(cfg.stage), "run_dir": str(run_dir), "status": "running",
+                        "slurm_job_id": _slurm_job_id(), "segments": segments,
+                        "wandb_id": summary.get("wandb_id") or f"{cfg.stage}-{run_dir.name}-{os.getpid()}",
+                        "resume_command": resume_command(cfg, run_dir)})
+        _write_summary(run_dir, summary)
+
+    try:
+        trainer, parts, guard, ckpt, last = _build(cfg, run_dir, summary, rank0, callbacks)
+    except BaseException:
+        if fresh:
+            _discard_unstarted(run_dir)      # failed before training: nothing to keep or resume
+        raise
+
     handoff = {"CORRTRACK_RUN_DIR": str(run_dir),
                "CORRTRACK_RESUME_CKPT": str(plan.resume_from) if plan.resume_from else ""}
     before = {k: os.environ.get(k) for k in handoff}
@@ -351,12 +367,26 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> Path:
                 os.environ[k] = v
 
     if rank0 and trainer.is_global_zero:
-        _finish(cfg, run_dir, summary, trainer, ckpt, last, ending, error)
+        if ending == "exception" and guard.batches_this_fit == 0 and fresh:
+            _discard_unstarted(run_dir)      # failed before training: nothing to keep or resume
+        else:
+            _finish(cfg, run_dir, summary, trainer, ckpt, last, ending, error)
     if ending == "exception" and error is not None:
         raise error
     if ending in EXIT_SIGNAL:
         raise RunEnded(ending, run_dir)
     return run_dir
+
+
+def _discard_unstarted(run_dir: Path) -> None:
+    """Remove the folder this invocation created for a run that failed before its first step, if it holds
+    nothing but what the run itself wrote at start-up (config, summary, empty logger folders)."""
+    import shutil
+
+    ours = {"config.yaml", "summary.json", "checkpoints", "csv", "wandb", "figures", "hparams.yaml"}
+    entries = list(run_dir.iterdir()) if run_dir.is_dir() else []
+    if all(p.name in ours for p in entries) and not any((run_dir / "checkpoints").glob("*.ckpt")):
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 class RunEnded(Exception):

@@ -16,8 +16,11 @@ COMMON=(data.coco_root=synth data.posetrack_root=synth trainer.max_time=null tra
 run() { echo "+ $*" >&2; "$@"; }
 run "$PY" -m experiments.run pose cpu "${COMMON[@]}" run_id="$ID"
 run "$PY" -m experiments.run finetune cpu "${COMMON[@]}" model.init_ckpt="$OUT/pose/$ID" run_id="$ID"
-run "$PY" -m experiments.run siamese cpu "${COMMON[@]}" run_id="$ID"
-run "$PY" -m experiments.run refine cpu "${COMMON[@]}" model.siamese_ckpt="$OUT/siamese/$ID" run_id="$ID"
+# the tracking evaluation during training is a monitor, not part of the recipe (it would need the very
+# weights being made): off for the correspondence stages here
+run "$PY" -m experiments.run siamese cpu "${COMMON[@]}" track_eval.enabled=false run_id="$ID"
+run "$PY" -m experiments.run refine cpu "${COMMON[@]}" track_eval.enabled=false model.siamese_ckpt="$OUT/siamese/$ID" \
+    run_id="$ID"
 run "$PY" -m experiments.run reid cpu "${COMMON[@]}" run_id="$ID"
 
 pose_ckpt=$("$PY" -c "from corrtrack import checkpoints; print(checkpoints.resolve('$OUT/finetune/$ID'))")

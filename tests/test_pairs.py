@@ -337,3 +337,24 @@ def test_crop_scale_fixes_the_image_to_input_scale(tmp_path):
     m1 = ds._first_affine((360, 640), rec.keypoints.astype(np.float64), np.random.default_rng(0))
     np.testing.assert_allclose(np.linalg.det(m1[:, :2]), 0.4 ** 2, rtol=1e-6)
     assert AugmentConfig.from_config({"crop_scale": [0.3, 0.5]}).crop_scale == (0.3, 0.5)
+
+
+def test_training_sampler_shards_over_the_ranks_and_resumes_part_way(tmp_path):
+    from types import SimpleNamespace
+
+    from datamodules.sampling import EpochSampler, train_sampler
+
+    rec = _dot_record(tmp_path, "s", (80.0, 60.0))
+    ds = AffinePairDataset([rec] * 10, input_size=S, train=True)
+    dm = SimpleNamespace(trainer=SimpleNamespace(world_size=2, global_rank=1), cfg=SimpleNamespace(batch_size=2),
+                         resume_position=None)
+    s = train_sampler(dm, ds, seed=5)
+    assert (s.num_replicas, s.rank, len(s)) == (2, 1, 5)
+    other = EpochSampler(ds, seed=5, num_replicas=2, rank=0)
+    assert not {i for _, i in s} & {i for _, i in other}          # the two ranks see different pairs
+    dm.resume_position = (3, 1)                                      # epoch 3, one batch of 2 done
+    s = train_sampler(dm, ds, seed=5)
+    full = EpochSampler(ds, seed=5, num_replicas=2, rank=1)
+    full.set_epoch(3)
+    assert list(s) == list(full)[2:] and dm.resume_position is None
+    assert list(s) == list(full)                                     # the next pass is whole again

@@ -199,7 +199,10 @@ def test_pk_sampler_composition_determinism_and_ranks():
     assert all((a == b).all() for a, b in zip(batches, PKSampler(labels, p, k, seed=3).batches(0)))
     assert any((a != b).any() for a, b in zip(batches, s.batches(1)))
     s.set_epoch(1)
-    assert np.array_equal(np.fromiter(iter(s), int), np.concatenate(s.batches(1)))
+    assert [i for _, i in s] == np.concatenate(s.batches(1)).tolist() and {e for e, _ in s} == {1}
+    s.start_at(1, 1)                                        # resumed after one batch of epoch 1
+    assert [i for _, i in s] == s.batches(1)[1].tolist()
+    assert len(list(s)) == len(s)                           # only the first pass skips
     # two ranks share the epoch's batches without overlap, the same count each
     r0, r1 = (PKSampler(labels, 2, k, seed=3, rank=r, world_size=2).batches(0) for r in (0, 1))
     assert len(r0) == len(r1) == 2

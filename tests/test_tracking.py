@@ -51,6 +51,9 @@ def test_eq6_correspondence_similarity():
     assert correspondence_similarity(vals, ts, cs, 0.3, 0.1)[0, 0] == pytest.approx(0.9)
     ts[0, 0] = 0.0                           # nor did the track joint 0: only joint 2 (undetected) -> 0
     assert correspondence_similarity(vals, ts, cs, 0.3, 0.1)[0, 0] == 0.0
+    cs[0, 2] = ts[0, 0] = 1.0                # two joints pass: enough for min_joints 2, not for 3
+    assert correspondence_similarity(vals, ts, cs, 0.3, 0.1, min_joints=2)[0, 0] == pytest.approx(0.7)
+    assert correspondence_similarity(vals, ts, cs, 0.3, 0.1, min_joints=3)[0, 0] == 0.0
 
 
 def _two_person_cache(parts=("corr", "flow", "reid")):
@@ -345,3 +348,18 @@ def test_config_overrides_and_errors():
     # only the precomputation's settings change its key
     assert cfg.precompute_key() == TrackingConfig(recovery=False).precompute_key()
     assert TrackingConfig(tau_corr=0.9, cue="oks").precompute_key() == TrackingConfig().precompute_key()
+
+
+def test_precomputation_pickles_for_a_disk_cache():
+    """A VideoCache survives pickling (a sweep can keep it on disk) and tracks to the same result."""
+    import pickle
+
+    cache = _two_person_cache(parts=("corr",))
+    pd = cache.pairs[(0, 1)] = PairData(0, 1)
+    pd.corr = np.zeros((2, 2, 17), np.float32)
+    pd.corr[0, 1], pd.corr[1, 0] = 0.8, 0.6
+    cache.seconds["pose"] += 1.0
+    again = pickle.loads(pickle.dumps(cache))
+    cfg = TrackingConfig(joint_threshold=0.0)
+    assert [a.tolist() for a in track(again, cfg).ids.values()] == [a.tolist() for a in track(cache, cfg).ids.values()]
+    assert again.seconds["pose"] == 1.0 and again.video.name == cache.video.name

@@ -73,13 +73,16 @@ def test_cli_all_cues_writes_evaluates_and_renders(tiny_world, ckpts, tmp_path):
              "--pose-ckpt", str(ckpts["pose"]), "--corr-ckpt", str(ckpts["corr"]), "--render", "--quiet",
              *SMALL, *UNTRAINED)
     assert r.returncode == 0, r.stderr
-    assert "note: the reid cue is skipped" in r.stderr                 # no re-ID weights given or shipped
+    # no --reid-ckpt: the shipped re-ID weights when there are some, else the reid cue is skipped
+    cues = ["oks", "flow", "reid", "corr"] if (REPO / "weights" / "reid.ckpt").exists() else ["oks", "flow", "corr"]
+    if "reid" not in cues:
+        assert "note: the reid cue is skipped" in r.stderr
     assert "Tracking method" in r.stdout and "Correspondences" in r.stdout and "HOTA" in r.stdout
     table = json.loads((out / "results" / "table.json").read_text())
-    assert table["cues"] == ["oks", "flow", "corr"] and set(table["table"]) == {"oks", "flow", "corr"}
+    assert table["cues"] == cues and set(table["table"]) == set(cues)
     gt_file = sorted((root / "annotations" / "val").glob("*.json"))[0]
     gt = load_sequence(str(gt_file))
-    for cue in ("oks", "flow", "corr"):
+    for cue in cues:
         pred = load_sequence(str(out / cue / gt_file.name))
         assert len(pred.frames) == len(gt.frames)
         assert pred.num_persons > 0
@@ -177,7 +180,7 @@ def test_cli_bad_input_one_line(tiny_world, ckpts, tmp_path, capsys):
 
     # a checkpoint of the wrong stage
     one_line_error(_main(capsys, *base, "--cue", "oks", "--pose-ckpt", str(ckpts["corr"]), "--corr-ckpt", str(ckpts["corr"])),
-                   "--pose-ckpt", "refine.ckpt", "'refine' checkpoint")
+                   "--pose-ckpt", "refine.ckpt", "a checkpoint of the 'refine' stage")
     one_line_error(_main(capsys, *base, "--cue", "corr", "--boxes", "gt-poses", "--corr-ckpt", str(ckpts["pose"])),
                    "--corr-ckpt", "pose.ckpt")
     # no checkpoint given and none shipped

@@ -51,7 +51,7 @@ class TrackingConfig:
     the frame's detected poses is <= ``recovery_max_oks``. ``recovery_from_recovered``: also propagate
     poses that were themselves recovered (off: only detected poses, as the paper says).
     Association (paper §5.2): ``cue``; joints scoring >= ``match_joint_threshold`` take part;
-    ``tau_corr`` of eq. 6; a match needs a similarity > ``min_sim_<cue>``; ``solver`` greedy (paper) or
+    ``tau_corr`` of eq. 6, which is 0 unless >= ``corr_min_joints`` joints pass it; a match needs a similarity > ``min_sim_<cue>``; ``solver`` greedy (paper) or
     hungarian; ``corr_variant`` "release" swaps eq. 6 for the release's score (``release_min_oks``);
     ``min_candidate_joints``: candidates with fewer joints above ``match_joint_threshold`` are dropped.
     Tracks: ``max_age`` processed frames unmatched before a track ends (0: at its first miss);
@@ -79,6 +79,7 @@ class TrackingConfig:
     recovery_max_oks: float = 0.6
     recovery_from_recovered: bool = False
     tau_corr: float = 0.3
+    corr_min_joints: int = 1
     match_joint_threshold: float = 0.1
     min_candidate_joints: int = 1
     min_sim_oks: float = 0.2
@@ -114,7 +115,7 @@ class TrackingConfig:
             if not 0.0 <= float(getattr(self, key)) <= 1.0:
                 raise bad(key, "must lie in [0, 1]")
         for key in ("max_age", "min_track_length", "merge_gap", "recovery_min_joints", "recovery_min_pose_joints",
-                    "min_candidate_joints"):
+                    "min_candidate_joints", "corr_min_joints"):
             if int(getattr(self, key)) < 0:
                 raise bad(key, "must be >= 0")
         if self.input_size <= 0 or self.input_size % 32:

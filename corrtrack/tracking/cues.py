@@ -35,9 +35,9 @@ def masked_oks(ref: np.ndarray, cand: np.ndarray, joint_threshold: float) -> np.
 
 
 def correspondence_similarity(values: np.ndarray, track_scores: np.ndarray, cand_scores: np.ndarray,
-                              tau: float, joint_threshold: float) -> np.ndarray:
+                              tau: float, joint_threshold: float, min_joints: int = 1) -> np.ndarray:
     """Eq. 6: S(T^q, B^p) = sum_j C_j^q(j^p) [C > tau] / sum_j [C > tau] over the joints both poses detect
-    (score >= ``joint_threshold`` and > 0); 0 when no joint passes.
+    (score >= ``joint_threshold`` and > 0); 0 when fewer than ``min_joints`` (at least one) joints pass.
 
     values: (T, P, 17) map values of each track's maps at each candidate's joints; track_scores (T, 17);
     cand_scores (P, 17). Returns (T, P)."""
@@ -45,7 +45,7 @@ def correspondence_similarity(values: np.ndarray, track_scores: np.ndarray, cand
     ts, cs = np.asarray(track_scores), np.asarray(cand_scores)
     ok = (v > tau) & ((ts >= joint_threshold) & (ts > 0))[:, None, :] & ((cs >= joint_threshold) & (cs > 0))[None]
     n = ok.sum(-1)
-    return np.where(n > 0, (v * ok).sum(-1) / np.maximum(n, 1), 0.0)
+    return np.where(n >= max(int(min_joints), 1), (v * ok).sum(-1) / np.maximum(n, 1), 0.0)
 
 
 def _group(last: Sequence[tuple[int, int]]) -> dict[int, tuple[list[int], list[int]]]:
@@ -121,7 +121,7 @@ class CorrCue(Cue):
             vals = cache.pair(a, f).corr[qs]                                    # (T_a, P, 17)
             tscores = cache.candidates[a].poses[qs, :, 2]
             out[rows] = correspondence_similarity(vals, tscores, cand.poses[:, :, 2], self.config.tau_corr,
-                                                  self.config.match_joint_threshold)
+                                                  self.config.match_joint_threshold, self.config.corr_min_joints)
         return out
 
 

@@ -68,11 +68,31 @@ def resolve_weights(kind: str, path: str | Path | None, output_root: str | Path 
     return p
 
 
+def _checked(path: str | Path, kind: str, accept: tuple[str, ...], what: str) -> Path:
+    """The checkpoint file of ``path`` (a file or run folder) after checking its stage: one line naming
+    the flag, the file and the stage it came from when it is not one of ``accept``."""
+    from corrtrack import checkpoints
+
+    try:
+        ck = checkpoints.load(path, what=FLAGS[kind])
+        checkpoints.check_stage(ck, accept)
+    except checkpoints.CheckpointNotFoundError as e:
+        raise TrackingInputError(str(e)) from None
+    except checkpoints.CheckpointError as e:
+        if "ck" not in locals():
+            raise TrackingInputError(str(e)) from None
+        found = f"a checkpoint of the '{ck.stage}' stage" if ck.stage else "not a checkpoint of a corrtrack stage"
+        raise TrackingInputError(f"{FLAGS[kind]} {ck.path}: {found}, not of the {what} "
+                                 f"({' or '.join(accept)})") from None
+    return ck.path
+
+
 def load_pose(path: Path, device: str | torch.device = "cpu") -> Any:
     """A ``corrtrack.pose.PoseEstimator`` from a pose / finetune checkpoint (file or run folder)."""
     from corrtrack.checkpoints import CheckpointError
     from corrtrack.pose import PoseEstimator
 
+    path = _checked(path, "pose", ("finetune", "pose"), "pose estimator")
     try:
         return PoseEstimator.from_checkpoint(path, device=device)
     except CheckpointError as e:
@@ -85,6 +105,7 @@ def load_corr(path: Path, input_size: int, device: str | torch.device = "cpu") -
     from corrtrack.checkpoints import CheckpointError
     from corrtrack.correspondence import load_correspondence_checkpoint
 
+    path = _checked(path, "corr", ("refine", "siamese"), "correspondence net")
     try:
         return load_correspondence_checkpoint(path, device=device, input_size=input_size)
     except CheckpointError as e:

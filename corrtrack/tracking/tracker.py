@@ -185,7 +185,7 @@ def merge_tracks(result: TrackResult, corr_model) -> int:
             maps = res.maps if corr_model.refinement is not None else _peak_normalise(res.maps)
             vals = corr_model.lookup(maps, poses_b, features(s))                  # (A, B, 17)
             sim = correspondence_similarity(vals, poses_a[:, :, 2], poses_b[:, :, 2], cfg.tau_corr,
-                                            cfg.match_joint_threshold)
+                                            cfg.match_joint_threshold, cfg.corr_min_joints)
             for ia, i in enumerate(enders):
                 for ib, j in enumerate(begin):
                     if sim[ia, ib] >= cfg.merge_threshold and tracks[i].last[0] < tracks[j].first[0]:
