@@ -73,10 +73,9 @@ def test_cli_all_cues_writes_evaluates_and_renders(tiny_world, ckpts, tmp_path):
              "--pose-ckpt", str(ckpts["pose"]), "--corr-ckpt", str(ckpts["corr"]), "--render", "--quiet",
              *SMALL, *UNTRAINED)
     assert r.returncode == 0, r.stderr
-    # no --reid-ckpt: the shipped re-ID weights when there are some, else the reid cue is skipped
-    cues = ["oks", "flow", "reid", "corr"] if (REPO / "weights" / "reid.ckpt").exists() else ["oks", "flow", "corr"]
-    if "reid" not in cues:
-        assert "note: the reid cue is skipped" in r.stderr
+    shipped_reid = (REPO / "weights" / "reid.ckpt").is_file()          # --cue all uses it when it ships
+    cues = ["oks", "flow", "reid", "corr"] if shipped_reid else ["oks", "flow", "corr"]
+    assert shipped_reid or "note: the reid cue is skipped" in r.stderr
     assert "Tracking method" in r.stdout and "Correspondences" in r.stdout and "HOTA" in r.stdout
     table = json.loads((out / "results" / "table.json").read_text())
     assert table["cues"] == cues and set(table["table"]) == set(cues)
