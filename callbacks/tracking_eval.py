@@ -113,13 +113,14 @@ class TrackingEvaluationCallback(pl.Callback):
     config (``boxes`` and the thresholds; its ``cue`` is ignored: ``cues`` lists them). models: the fixed
     networks, ``pose`` (for boxes gt / detections), ``corr`` (recovery only) and ``reid`` (the reid cue);
     the corr cue always uses the module's nets. skipped: {cue: why} for cues left out (logged once).
-    detections: a detection file or folder (default ``ROOT/detections/<split>/``)."""
+    detections: a detection file or folder (default ``ROOT/detections/<split>/``). progress: tqdm bars over
+    videos and frames (in a training run only when the trainer shows its own progress bar)."""
 
     def __init__(self, posetrack_root: str | Path | Callable[[], str | Path], config: TrackingConfig,
                  cues: Iterable[str] = CUES, every_n_validations: int = 1, split: str = "val",
                  max_videos: int | None = None, max_frames: int | None = None, models: Models | None = None,
                  detections: str | Path | None = None, skipped: Mapping[str, str] | None = None,
-                 progress: bool = False):
+                 progress: bool = True):
         cues = list(dict.fromkeys(cues))
         bad = [c for c in cues if c not in CUES]
         if bad:
@@ -192,7 +193,7 @@ class TrackingEvaluationCallback(pl.Callback):
         cb = cls(posetrack_root, config, cues=cues, every_n_validations=1 if fast_dev_run else
                  int(s.get("every_n_validations", 1)), split=str(s.get("split", "val")), max_videos=max_videos,
                  max_frames=max_frames, models=models, detections=s.get("detections"),
-                 skipped={c: skipped["reid"] for c in ("reid",) if "reid" in skipped and "reid" in cues})
+                 skipped={"reid": skipped["reid"]} if "reid" in skipped else None)
         return cb if cb.cues else None
 
     # --------------------------------------------------------------------------------------- Lightning hooks
@@ -226,6 +227,7 @@ class TrackingEvaluationCallback(pl.Callback):
             return
         payload: dict[str, Any] | None = None
         if trainer.is_global_zero:
+            show, self.progress = self.progress, self.progress and trainer.progress_bar_callback is not None
             try:
                 t0 = time.perf_counter()
                 table = self.evaluate(pl_module)
@@ -235,6 +237,8 @@ class TrackingEvaluationCallback(pl.Callback):
             except Exception as e:                            # a bug: every rank stops together
                 payload = {"error": f"{type(e).__name__}: {e}"}
                 log.exception("track_eval failed")
+            finally:
+                self.progress = show
         payload = trainer.strategy.broadcast(payload, src=0)
         if "error" in payload:
             raise RuntimeError(f"track_eval failed on rank 0: {payload['error']}")

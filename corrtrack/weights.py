@@ -25,6 +25,7 @@ from typing import Any
 import torch
 
 from corrtrack import checkpoints
+from corrtrack.cli import entry_point
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 MANIFEST = "MANIFEST.json"
@@ -164,9 +165,11 @@ def shipped(role: str, weights_dir: str | Path = WEIGHTS_DIR) -> Path:
     return path
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m corrtrack.weights",
                                      description="Export or verify the shipped weights (weights/).")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="cmd", required=True)
     ex = sub.add_parser("export", help="export trained runs as weights-only checkpoints + MANIFEST.json")
     for role in ROLES:
@@ -178,28 +181,24 @@ def main(argv: list[str] | None = None) -> int:
     ve = sub.add_parser("verify", help="check that the shipped files load and match their manifest")
     ve.add_argument("--dir", default=str(WEIGHTS_DIR))
     args = parser.parse_args(argv)
-    try:
-        if args.cmd == "export":
-            sources = {r: getattr(args, r) for r in ROLES if getattr(args, r)}
-            if not sources:
-                parser.error("give at least one of --pose, --correspondence, --reid")
-            extra: dict[str, dict[str, float]] = {}
-            for m in args.metric:
-                try:
-                    role, rest = m.split(":", 1)
-                    name, value = rest.split("=", 1)
-                    extra.setdefault(role, {})[name] = float(value)
-                except ValueError:
-                    raise WeightsError(f"--metric {m!r}: expected ROLE:NAME=VALUE") from None
-            manifest = export(sources, args.out, command=args.command, extra_metrics=extra)
-            total = sum(e["bytes"] for e in manifest["files"].values())
-            print(f"exported {', '.join(manifest['files'])} to {args.out} ({total / 2**20:.1f} MiB)")
-        else:
-            manifest = verify(args.dir)
-            print(f"ok: {', '.join(manifest['files'])} match {Path(args.dir) / MANIFEST}")
-    except WeightsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.cmd == "export":
+        sources = {r: getattr(args, r) for r in ROLES if getattr(args, r)}
+        if not sources:
+            parser.error("give at least one of --pose, --correspondence, --reid")
+        extra: dict[str, dict[str, float]] = {}
+        for m in args.metric:
+            try:
+                role, rest = m.split(":", 1)
+                name, value = rest.split("=", 1)
+                extra.setdefault(role, {})[name] = float(value)
+            except ValueError:
+                raise WeightsError(f"--metric {m!r}: expected ROLE:NAME=VALUE") from None
+        manifest = export(sources, args.out, command=args.command, extra_metrics=extra)
+        total = sum(e["bytes"] for e in manifest["files"].values())
+        print(f"exported {', '.join(manifest['files'])} to {args.out} ({total / 2**20:.1f} MiB)")
+    else:
+        manifest = verify(args.dir)
+        print(f"ok: {', '.join(manifest['files'])} match {Path(args.dir) / MANIFEST}")
     return 0
 
 

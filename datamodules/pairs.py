@@ -1,4 +1,4 @@
-"""Self-supervised affine pairs for the correspondence network (paper §4.3, SPEC §1).
+"""Self-supervised affine pairs for the correspondence network (paper §4.3; docs/method.md).
 
 Every annotated image becomes a training pair on the fly:
 

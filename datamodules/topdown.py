@@ -1,4 +1,4 @@
-"""Top-down person crops for the pose estimator (paper §6.1, SPEC §2), from COCO or PoseTrack files.
+"""Top-down person crops for the pose estimator (paper §6.1; docs/method.md), from COCO or PoseTrack files.
 
 Every annotated person (training), every ground-truth person or every detection (validation) becomes
 one ``input_size`` = (H, W) crop (384x288 by default) through ``geometry.crop_affine(box, (H, W),

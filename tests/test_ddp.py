@@ -59,7 +59,8 @@ def test_two_process_cpu_ddp_shares_one_run_folder_and_resumes_exactly(tmp_path,
     _run([*cmd[3:], "trainer.max_steps=-1"])
     ref, got = _history(whole), _history(part)
     assert [r[:2] for r in got] == [r[:2] for r in ref]
-    for a, b in zip(got, ref):   # DDP's gradient buckets sum in another grouping after a restart: float noise
+    # the ranks' training losses come out identical; validation 3e-6 apart (measured): gloo float noise
+    for a, b in zip(got, ref):
         for x, y in zip(a[2:], b[2:]):
-            assert (x is None) == (y is None) and (x is None or float(x) == pytest.approx(float(y), rel=1e-4))
+            assert (x is None) == (y is None) and (x is None or float(x) == pytest.approx(float(y), rel=1e-5))
     assert json.loads((part / "summary.json").read_text())["global_step"] == 4

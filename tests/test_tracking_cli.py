@@ -73,13 +73,15 @@ def test_cli_all_cues_writes_evaluates_and_renders(tiny_world, ckpts, tmp_path):
              "--pose-ckpt", str(ckpts["pose"]), "--corr-ckpt", str(ckpts["corr"]), "--render", "--quiet",
              *SMALL, *UNTRAINED)
     assert r.returncode == 0, r.stderr
-    assert "note: the reid cue is skipped" in r.stderr                 # no re-ID weights given or shipped
+    shipped_reid = (REPO / "weights" / "reid.ckpt").is_file()          # --cue all uses it when it ships
+    cues = ["oks", "flow", "reid", "corr"] if shipped_reid else ["oks", "flow", "corr"]
+    assert shipped_reid or "note: the reid cue is skipped" in r.stderr
     assert "Tracking method" in r.stdout and "Correspondences" in r.stdout and "HOTA" in r.stdout
     table = json.loads((out / "results" / "table.json").read_text())
-    assert table["cues"] == ["oks", "flow", "corr"] and set(table["table"]) == {"oks", "flow", "corr"}
+    assert table["cues"] == cues and set(table["table"]) == set(cues)
     gt_file = sorted((root / "annotations" / "val").glob("*.json"))[0]
     gt = load_sequence(str(gt_file))
-    for cue in ("oks", "flow", "corr"):
+    for cue in cues:
         pred = load_sequence(str(out / cue / gt_file.name))
         assert len(pred.frames) == len(gt.frames)
         assert pred.num_persons > 0

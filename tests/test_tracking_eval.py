@@ -188,6 +188,27 @@ def test_training_run_logs_every_key_every_n_validations_and_a_wandb_table(world
                                                               rel=1e-6)
 
 
+def test_a_missing_image_skips_the_evaluation_not_the_run(world_overrides, outputs, tiny_world, tmp_path, caplog):
+    """A val video whose frames are missing: one warning, no track/* values, training finishes."""
+    import shutil
+
+    from experiments.run import main
+
+    broken = tmp_path / "posetrack"
+    (broken / "annotations" / "val").mkdir(parents=True)
+    src = sorted((tiny_world / "posetrack" / "annotations" / "val").glob("*.json"))[0]
+    shutil.copy(src, broken / "annotations" / "val" / src.name)      # no images/ beside it
+    with caplog.at_level("WARNING"):
+        assert main(["siamese", "debug", *world_overrides, *outputs, f"data.posetrack_root={broken}",
+                     "data.input_size=64", "model.width=0.125", "trainer.max_steps=1",
+                     "trainer.limit_train_batches=1", "figures.every_n_validations=0", "run_id=b"]) == 0
+    run = Path(outputs[0].split("=", 1)[1]) / "siamese" / "b"
+    metrics = json.loads((run / "summary.json").read_text())["final_metrics"]
+    assert "val/corr_pck" in metrics and not any(k.startswith("track/") for k in metrics)
+    warned = [r.getMessage() for r in caplog.records if "track_eval" in r.getMessage()]
+    assert len(warned) == 1 and "skipped" in warned[0] and "image missing" in warned[0]
+
+
 def test_two_process_ddp_logs_the_single_process_values(world_overrides, tmp_path):
     """2 CPU processes (gloo): both ranks log the same track/* values, a ModelCheckpoint monitors
     track/corr/mota, and one process validating the saved net logs the same values."""
