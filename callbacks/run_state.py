@@ -5,10 +5,11 @@
   the batches that were not trained yet (``datamodules.sampling``).
 - :class:`RunGuard` writes ``last.ckpt`` when the run stops by an exception, Ctrl-C (SIGINT), SIGTERM, or
   SLURM's SIGUSR1 (sent before a preemption; ``experiments.run`` then requeues the job), and at the end
-  of training; the signals stop the run at a batch boundary, after the batch's metrics are logged; repoints ``<stage>/latest`` once the first optimisation
-  step is done; flushes the CSV metrics whenever a checkpoint is written, so the rows of everything a
-  checkpoint holds are on disk; counts unreadable training images skipped by the datasets (``data/skipped``
-  per epoch, one warning per file). It records how the run ended in ``ending``.
+  of training (the signals stop the run at a batch boundary, after the batch's metrics are logged);
+  repoints ``<stage>/latest`` once the first optimisation step is done; flushes the CSV metrics whenever
+  a checkpoint is written, so the rows of everything a checkpoint holds are on disk; counts unreadable
+  training images skipped by the datasets (``data/skipped`` per epoch, one warning per file). It
+  records how the run ended in ``ending``.
 - :class:`HistoryCSVLogger` keeps ``metrics.csv`` when a run is resumed into its folder.
 - :class:`AtomicCheckpointIO` writes checkpoints to a temporary file beside the target and renames it, so a
   kill while saving never leaves a truncated ``last.ckpt``.
@@ -105,7 +106,8 @@ class RunGuard(pl.Callback):
     def __init__(self, last_path: str | Path, on_first_step: Callable[[], None] | None = None) -> None:
         self.last_path = Path(last_path)
         self.on_first_step = on_first_step
-        self.ending: str | None = None    # sigint | sigusr1 | sigterm | max_steps | exception (when it happens)
+        # sigint | sigusr1 | sigterm | max_steps | exception (set when it happens)
+        self.ending: str | None = None
         self.error: BaseException | None = None
         self.batches_this_fit = 0
         self._first_step_done = False
@@ -141,8 +143,9 @@ class RunGuard(pl.Callback):
             # Lightning's graceful stop: SIGTERMException after this batch (broadcast to every rank by rank 0)
             trainer._signal_connector.received_sigterm = True
             if trainer.is_global_zero and name == "sigint":
-                print("\n[corrtrack] Ctrl-C: stopping after this training step and saving checkpoints/last.ckpt "
-                      "(press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+                print("\n[corrtrack] Ctrl-C: stopping after this training step and saving "
+                      "checkpoints/last.ckpt (press Ctrl-C again to stop at once)", file=sys.stderr,
+                      flush=True)
 
     # -- per batch ------------------------------------------------------------------------------------
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
@@ -182,7 +185,8 @@ class RunGuard(pl.Callback):
             trainer.save_checkpoint(self.last_path)
             self._saved_at_batch = self.batches_this_fit
 
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                     exception: BaseException) -> None:
         from pytorch_lightning.utilities.exceptions import SIGTERMException
 
         if isinstance(exception, KeyboardInterrupt):

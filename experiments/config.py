@@ -3,9 +3,10 @@
 Presets are looked up as ``configs/<stage>/<name>.yaml`` first, then ``configs/<name>.yaml`` (presets
 valid for every stage, e.g. ``debug``). A file may inherit: ``_base_: other.yaml`` (a path relative to the
 file, or a list of them) merges the parent(s) first, so the file states only what differs; a section
-holding ``_delete_: true`` replaces the parent's section instead of merging into it. After the stage file the config is in struct mode, so a preset
-or an override that names an unknown key fails with a message naming the key, its source and the
-closest valid keys.
+holding ``_delete_: true`` replaces the parent's section instead of merging into it. After the stage file
+the config is in struct mode, so a preset or an override that names an unknown key fails with a message
+naming the key, its source and the closest valid keys; every value is then checked (types, choices,
+ranges: :func:`check_values`).
 """
 from __future__ import annotations
 
@@ -167,7 +168,8 @@ CHOICES: dict[str, tuple] = {
     "checkpoint.mode": ("min", "max"),
     "trainer.accelerator": ("auto", "cpu", "gpu", "cuda", "mps", "tpu"),
     "trainer.precision": ("transformer-engine", "transformer-engine-float16", "16-true", "16-mixed",
-                          "bf16-true", "bf16-mixed", "32-true", "64-true", "64", "32", "16", "bf16", 64, 32, 16),
+                          "bf16-true", "bf16-mixed", "32-true", "64-true", "64", "32", "16", "bf16",
+                          64, 32, 16),
 }
 
 _PROBABILITY = (0.0, 1.0)
@@ -188,10 +190,11 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "val.oks_nms": _PROBABILITY,
     "model.width": (0, None), "model.net.width": (0, None), "model.feat_channels": (1, None),
     **{f"data.augment.{k}": _PROBABILITY for k in (
-        "flip_prob", "crop_prob", "photometric", "blur", "occlude", "occlude_first", "temporal", "temporal_warp",
-        "rotate_prob", "color_prob", "blur_prob")},
+        "flip_prob", "crop_prob", "photometric", "blur", "occlude", "occlude_first", "temporal",
+        "temporal_warp", "rotate_prob", "color_prob", "blur_prob")},
     "data.augment.temporal_gap": (1, None), "data.augment.max_rotate": (0, 180),
-    "data.augment.max_translate": (0, None), "data.augment.shift": (0, None), "data.augment.margin": (0, None),
+    "data.augment.max_translate": (0, None), "data.augment.shift": (0, None),
+    "data.augment.margin": (0, None),
 }
 #: keys whose lower bound is exclusive (a positive number)
 POSITIVE = {"optim.lr", "optim.gamma", "model.width", "model.net.width", "data.padding"}
@@ -293,7 +296,8 @@ def check_values(cfg: DictConfig, stage: str) -> None:
         if k == "list" and elems:
             for e in v:
                 if not _type_ok(_kind(e), elems):
-                    raise ConfigError(f"config key {key}: element {_show(e)} of {v} is not {_expected(elems)}")
+                    raise ConfigError(f"config key {key}: element {_show(e)} of {v} is not "
+                                      f"{_expected(elems)}")
         if key in CHOICES and v not in CHOICES[key]:
             shown = ", ".join(str(c) for c in dict.fromkeys(str(c) for c in CHOICES[key]))
             raise ConfigError(f"config key {key}: {_show(v)} is not one of: {shown}")
@@ -313,16 +317,18 @@ def _check_range(key: str, x: float) -> None:
     if (lo is not None and (x < lo or (key in POSITIVE and x <= lo))) or (hi is not None and x > hi):
         low = "" if lo is None else (f"> {lo}" if key in POSITIVE else f">= {lo}")
         high = "" if hi is None else f"<= {hi}"
-        raise ConfigError(f"config key {key}: {x} is out of range (must be {' and '.join(b for b in (low, high) if b)})")
+        bounds = " and ".join(b for b in (low, high) if b)
+        raise ConfigError(f"config key {key}: {x} is out of range (must be {bounds})")
 
 
 def _check_lightning(values: dict) -> None:
     t = values.get("trainer", {})
     dev = t.get("devices")
     if isinstance(dev, int) and not isinstance(dev, bool) and dev != -1 and dev < 1:
-        raise ConfigError(f"config key trainer.devices: {dev} is not allowed (a count >= 1, -1 for all, 'auto', "
-                          f"or a list of device indices)")
-    if isinstance(dev, str) and dev != "auto" and not all(p.strip().isdigit() for p in dev.split(",") if p.strip()):
+        raise ConfigError(f"config key trainer.devices: {dev} is not allowed (a count >= 1, -1 for all, "
+                          f"'auto', or a list of device indices)")
+    if isinstance(dev, str) and dev != "auto" and \
+            not all(p.strip().isdigit() for p in dev.split(",") if p.strip()):
         raise ConfigError(f"config key trainer.devices: {dev!r} is not 'auto', a count or device indices")
     strategy = t.get("strategy")
     if isinstance(strategy, str) and strategy not in ("auto", "ddp", "ddp_spawn", "fsdp", "deepspeed"):
@@ -331,13 +337,15 @@ def _check_lightning(values: dict) -> None:
         known = ["auto", *StrategyRegistry.available_strategies()]
         if strategy not in known:
             close = difflib.get_close_matches(strategy, known, n=3)
-            raise ConfigError(f"config key trainer.strategy: {strategy!r} is not a Lightning strategy"
-                              + (f"; did you mean: {', '.join(close)}?" if close else f"; one of: {', '.join(known)}"))
+            hint = f"did you mean: {', '.join(close)}?" if close else f"one of: {', '.join(known)}"
+            raise ConfigError(f"config key trainer.strategy: {strategy!r} is not a Lightning strategy; "
+                              f"{hint}")
     mt = t.get("max_time")
     if isinstance(mt, str):
         parts = mt.split(":")
         if len(parts) != 4 or not all(p.isdigit() for p in parts):
-            raise ConfigError(f"config key trainer.max_time: {mt!r} is not DD:HH:MM:SS (e.g. \"00:02:00:00\")")
+            raise ConfigError(f"config key trainer.max_time: {mt!r} is not DD:HH:MM:SS "
+                              f"(e.g. \"00:02:00:00\")")
 
 
 def _check_missing(cfg: DictConfig, prefix: str = "") -> None:

@@ -319,7 +319,8 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> Path:
         try:
             (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise ConfigError(f"output_root: cannot create the run folder {run_dir} ({e.strerror or e})") from None
+            raise ConfigError(f"output_root: cannot create the run folder {run_dir} "
+                              f"({e.strerror or e})") from None
         if not os.access(run_dir, os.W_OK):
             raise ConfigError(f"output_root: the run folder {run_dir} is not writable")
         saved = _saved_config(cfg)
@@ -420,8 +421,8 @@ def _finish(cfg: DictConfig, run_dir: Path, summary: dict, trainer, ckpt, last, 
                                         "global_step": int(trainer.global_step)})
     _write_summary(run_dir, summary)
     out = sys.stdout if ending not in ("exception", "sigint", "sigterm") else sys.stderr
-    print(f"\n[corrtrack] {cfg.stage} run {ENDINGS.get(ending, ending)} at step {trainer.global_step}: {run_dir}",
-          file=out)
+    print(f"\n[corrtrack] {cfg.stage} run {ENDINGS.get(ending, ending)} at step {trainer.global_step}: "
+          f"{run_dir}", file=out)
     print(f"[corrtrack]   config      {run_dir / 'config.yaml'}", file=out)
     print(f"[corrtrack]   checkpoints {run_dir / 'checkpoints'}", file=out)
     if cfg.logger.csv and not cfg.trainer.fast_dev_run:
