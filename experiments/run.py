@@ -98,8 +98,9 @@ def _owns(run_dir: Path, job: str | None) -> bool:
 
 
 def _resume_target(spec: str, cfg: DictConfig) -> tuple[Path, Path | None]:
-    """(checkpoint, its run folder or None) of ``resume=``: a run folder (its ``checkpoints/last.ckpt``),
-    ``latest`` (the newest run of this stage), or a checkpoint file."""
+    """(checkpoint, its run folder or None) of ``resume=``: a run folder (its newest checkpoint, whichever
+    kind: ``callbacks.run_state.newest_checkpoint``), ``latest`` (the newest run of this stage), or a
+    checkpoint file (used as given)."""
     from corrtrack import checkpoints
 
     if spec == "latest":
@@ -108,12 +109,31 @@ def _resume_target(spec: str, cfg: DictConfig) -> tuple[Path, Path | None]:
         run = Path(spec).expanduser().resolve()
     else:
         path = checkpoints.resolve(spec, what="resume").resolve()
-        run = path.parent.parent if path.parent.name == "checkpoints" else None
-        return path, (run if run is not None and (run / "config.yaml").is_file() else None)
-    last = run / "checkpoints" / "last.ckpt"
-    if not last.is_file():
-        raise CheckpointError(f"resume: run folder {run} has no checkpoints/last.ckpt to resume from")
-    return last, run
+        run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        if not (run / "config.yaml").is_file():
+            return path, None
+        _check_run_stage(run, cfg)
+        return path, run
+    from callbacks.run_state import newest_checkpoint
+
+    _check_run_stage(run, cfg)
+    newest = newest_checkpoint(run)
+    if newest is None:
+        raise CheckpointError(f"resume: run folder {run} has no readable checkpoint to resume from "
+                              f"(checkpoints/*.ckpt, hpc_ckpt_*.ckpt)")
+    return newest, run
+
+
+def _check_run_stage(run: Path, cfg: DictConfig) -> None:
+    """A run folder of another stage (by its config.yaml) is refused: resuming would write into it."""
+    cfg_file = run / "config.yaml"
+    try:
+        stage = OmegaConf.load(cfg_file).get("stage") if cfg_file.is_file() else None
+    except Exception as e:   # a broken config.yaml: one line naming it
+        raise ConfigError(f"resume: {cfg_file}: not a readable run config ({type(e).__name__})") from None
+    if stage is not None and str(stage) != str(cfg.stage):
+        raise ConfigError(f"resume: {run} is a '{stage}' run, not a '{cfg.stage}' run; resume it with "
+                          f"`python -m experiments.run {stage} {cfg_file} resume={run}`")
 
 
 def plan_run(cfg: DictConfig) -> RunPlan:
@@ -139,8 +159,10 @@ def plan_run(cfg: DictConfig) -> RunPlan:
         plan = RunPlan(base / time.strftime("%Y%m%d-%H%M%S"))
     d = plan.run_dir
     if not cfg.resume and _owns(d, job):    # this SLURM job, requeued: continue from its own folder
-        last = d / "checkpoints" / "last.ckpt"
-        return RunPlan(d, last if last.is_file() else None, continuing=last.is_file())
+        from callbacks.run_state import newest_checkpoint
+
+        newest = newest_checkpoint(d)
+        return RunPlan(d, newest, continuing=newest is not None)
     if rank > 0 or not (d.exists() and any(d.iterdir())):
         return plan
     if cfg.run_id or job:
@@ -315,6 +337,13 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> Path:
     rank0 = _global_rank() == 0
     fresh = rank0 and not run_dir.exists()    # a folder this invocation creates (and may discard)
     summary = _read_summary(run_dir) if plan.continuing else {}
+    if rank0 and plan.continuing and plan.resume_from is not None:
+        from callbacks.run_state import stale_checkpoints
+
+        for old in stale_checkpoints(run_dir, plan.resume_from):   # an earlier attempt's, untracked now
+            old.unlink(missing_ok=True)
+            print(f"[corrtrack] removed {old} (an earlier attempt's checkpoint, older than "
+                  f"{plan.resume_from.name})", file=sys.stderr)
     if rank0:
         try:
             (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
