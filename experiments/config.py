@@ -11,6 +11,7 @@ ranges: :func:`check_values`).
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -340,6 +341,16 @@ def _check_lightning(values: dict) -> None:
             hint = f"did you mean: {', '.join(close)}?" if close else f"one of: {', '.join(known)}"
             raise ConfigError(f"config key trainer.strategy: {strategy!r} is not a Lightning strategy; "
                               f"{hint}")
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches"):
+        v = t.get(key)
+        if isinstance(v, float) and not 0.0 <= v <= 1.0:
+            raise ConfigError(f"config key trainer.{key}: {v} is not allowed (a share of the batches in "
+                              f"[0.0, 1.0] or a whole number of batches)")
+    run_id = values.get("run_id")
+    if run_id is not None and (str(run_id) in ("", ".", "..", "latest") or "/" in str(run_id)
+                               or os.sep in str(run_id)):
+        raise ConfigError(f"config key run_id: {str(run_id)!r} is not a folder name (no '/', not '.', '..' "
+                          f"or 'latest')")
     mt = t.get("max_time")
     if isinstance(mt, str):
         parts = mt.split(":")

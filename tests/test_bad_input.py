@@ -63,6 +63,10 @@ def ctx(tiny_world, tmp_path_factory) -> dict[str, Path]:
     ann = coco / "annotations" / "person_keypoints_train2017.json"
     ann.write_text(ann.read_text()[:2000])
     c["coco_truncated"] = coco
+    coco_list = d / "coco_list"
+    shutil.copytree(tiny_world / "coco", coco_list)
+    (coco_list / "annotations" / "person_keypoints_train2017.json").write_text("[1, 2]")
+    c["coco_list"] = coco_list
     pt = d / "posetrack"
     shutil.copytree(tiny_world / "posetrack", pt)
     f = sorted((pt / "annotations" / "train").glob("*.json"))[0]
@@ -148,6 +152,10 @@ CASES: list[Case] = [
     ("workers_negative", RUN, lambda c: ["pose", "data.num_workers=-2"], lambda c: ["data.num_workers"]),
     ("list_element_type", RUN, lambda c: ["pose", "data.input_size=[a,48]"], lambda c: ["data.input_size"]),
     ("target_kind_bogus", RUN, lambda c: ["finetune", "model.target.kind=box"], lambda c: ["model.target.kind"]),
+    ("limit_batches_share_above_one", RUN, lambda c: ["siamese", "trainer.limit_train_batches=1.5"],
+     lambda c: ["trainer.limit_train_batches"]),
+    ("run_id_with_slash", RUN, lambda c: ["siamese", "run_id=a/b"], lambda c: ["run_id", "a/b"]),
+    ("run_id_latest", RUN, lambda c: ["siamese", "run_id=latest"], lambda c: ["run_id", "latest"]),
     ("bool_as_steps", RUN, lambda c: ["siamese", "trainer.max_steps=true"], lambda c: ["trainer.max_steps"]),
     ("broken_yaml_preset", RUN, lambda c: ["siamese", str(c["text"].with_suffix(".yaml"))],
      lambda c: [str(c["text"].with_suffix(".yaml"))]),
@@ -177,6 +185,9 @@ CASES: list[Case] = [
     ("coco_root_missing", RUN, lambda c: ["pose", "debug", *_world(c), *TINY_POSE, "data.coco_root=/nonexistent/coco"],
      lambda c: ["/nonexistent/coco"]),
     ("coco_truncated", RUN, lambda c: ["pose", "debug", *_world(c), *TINY_POSE, f"data.coco_root={c['coco_truncated']}"],
+     lambda c: ["person_keypoints_train2017.json"]),
+    ("coco_annotations_a_list", RUN, lambda c: ["pose", "debug", *_world(c), *TINY_POSE,
+                                                f"data.coco_root={c['coco_list']}"],
      lambda c: ["person_keypoints_train2017.json"]),
     ("posetrack_string_keypoint", RUN, lambda c: ["finetune", "debug", *_world(c), *TINY_POSE, "model.init_ckpt=null",
                                                   f"data.posetrack_root={c['posetrack_string']}"],
