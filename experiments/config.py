@@ -151,11 +151,15 @@ TYPES: dict[str, tuple[str, ...]] = {
     "trainer.val_check_interval": ("int", "float"), "trainer.gradient_clip_val": ("int", "float"),
     "trainer.deterministic": ("bool", "str"), "trainer.check_val_every_n_epoch": ("int",),
     "logger.entity": ("str",), "logger.group": ("str",), "checkpoint.monitor": ("str",),
-    "checkpoint.every_n_train_steps": ("int",), "model.pretrained": ("str",), "model.init_ckpt": ("str",),
+    "checkpoint.every_n_train_steps": ("int",), "checkpoint.every_minutes": ("float", "int"),
+    "model.pretrained": ("str",), "model.init_ckpt": ("str",),
     "model.siamese_ckpt": ("str",), "data.det_file": ("str",), "data.train_max_images": ("int",),
     "data.val_max_images": ("int",), "data.val_batch_size": ("int",), "val.oks_nms": ("float",),
     "data.augment.crop_scale": ("list",),
 }
+
+#: keys that may be null although no config file shows them null (null switches the feature off)
+NULLABLE = {"checkpoint.every_minutes"}
 
 CHOICES: dict[str, tuple] = {
     "data.train_format": ("coco", "posetrack"),
@@ -187,6 +191,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "trainer.gradient_clip_val": (0, None),
     "optim.lr": (0, None), "optim.weight_decay": (0, None), "optim.gamma": (0, None),
     "checkpoint.save_top_k": (-1, None), "checkpoint.every_n_train_steps": (1, None),
+    "checkpoint.every_minutes": (0, None),
     "figures.every_n_validations": (0, None), "figures.samples": (0, None),
     "val.oks_nms": _PROBABILITY,
     "model.width": (0, None), "model.net.width": (0, None), "model.feat_channels": (1, None),
@@ -198,7 +203,8 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "data.augment.margin": (0, None),
 }
 #: keys whose lower bound is exclusive (a positive number)
-POSITIVE = {"optim.lr", "optim.gamma", "model.width", "model.net.width", "data.padding"}
+POSITIVE = {"checkpoint.every_minutes", "optim.lr", "optim.gamma", "model.width", "model.net.width",
+            "data.padding"}
 
 _KIND_TEXT = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
               "list": "a list", "dict": "a mapping"}
@@ -289,7 +295,7 @@ def check_values(cfg: DictConfig, stage: str) -> None:
         allowed = set(TYPES.get(key, ())) or kinds
         k = _kind(v)
         if k is None:
-            if not nullable and allowed:
+            if not nullable and allowed and key not in NULLABLE:
                 raise ConfigError(f"config key {key}: null is not allowed (expected {_expected(allowed)})")
             continue
         if allowed and not _type_ok(k, allowed):

@@ -300,6 +300,13 @@ def _build(cfg: DictConfig, run_dir: Path, summary: dict, rank0: bool, callbacks
         last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
                                enable_version_counter=False, every_n_train_steps=every)
         cbs.append(last)
+    minutes = cfg.checkpoint.get("every_minutes")
+    if minutes:   # a periodic last.ckpt by wall clock too (rank 0's clock decides, for every rank)
+        from datetime import timedelta
+
+        cbs.append(ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
+                                   enable_version_counter=False,
+                                   train_time_interval=timedelta(minutes=float(minutes))))
     loggers = make_loggers(cfg, run_dir, summary.get("wandb_id")) if not cfg.trainer.fast_dev_run else []
     if loggers:
         cbs.append(LearningRateMonitor(logging_interval="step"))

@@ -116,3 +116,22 @@ def test_another_stages_run_is_refused(run, tmp_path):
     cfg.resume = str(run / "checkpoints" / "last.ckpt")
     with pytest.raises(ConfigError, match="resume"):
         plan_run(cfg)
+
+
+def test_last_checkpoint_is_also_written_by_the_clock(world_overrides, tmp_path):
+    """checkpoint.every_minutes: a periodic last.ckpt by wall clock (what a SIGKILL can lose)."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from experiments.run import _build
+
+    base = [*world_overrides, f"output_root={tmp_path}", "model.width=0.125"]
+    timed = []
+    for minutes in ("0.5", "null"):
+        cfg = load_config("siamese", ["debug"], [*base, f"checkpoint.every_minutes={minutes}"])
+        trainer = _build(cfg, tmp_path / f"r{minutes}", {}, True, None)[0]
+        timed.append([c for c in trainer.callbacks
+                      if isinstance(c, ModelCheckpoint) and c._train_time_interval is not None])
+    assert len(timed[0]) == 1 and timed[0][0]._train_time_interval.total_seconds() == 30
+    assert timed[0][0].filename == "last" and not timed[1]
+    with pytest.raises(ConfigError, match="checkpoint.every_minutes"):
+        load_config("siamese", [], ["checkpoint.every_minutes=0"])
