@@ -173,9 +173,11 @@ class ReIDModule(pl.LightningModule):
         self.log("val/reid_map_video", m["map_video"], sync_dist=True)
 
     # -- optimisation -------------------------------------------------------------------------------
-    def on_fit_start(self) -> None:
-        # oneDNN's CPU convolutions run ~1.5x faster on channels-last tensors (values are unchanged)
-        if self.device.type == "cpu":
+    def setup(self, stage: str) -> None:
+        # oneDNN's CPU convolutions run ~1.5x faster on channels-last tensors (values are unchanged); done
+        # before DDP wraps the module, whose gradient buckets follow the parameters' layout (see
+        # lightning_modules/siamese.py)
+        if stage == "fit" and self.trainer.strategy.root_device.type == "cpu":
             self.to(memory_format=torch.channels_last)
 
     def configure_optimizers(self):
