@@ -92,6 +92,10 @@ def test_frames_read_in_order_and_back(tiny_mp4):
     again = video.image(2).astype(np.int16)                        # going back reopens the file
     assert np.abs(again - frames[2]).max() == 0
     assert len(scan_video(tiny_mp4, max_frames=4, progress=False)[0]) == 4
+    head = video.head(3)
+    assert isinstance(head, FootageVideo) and len(head) == 3
+    assert np.abs(head.image(1).astype(np.int16) - frames[1]).max() == 0
+    head.close()
     video.close()
 
 

@@ -91,6 +91,10 @@ class FootageVideo(Video):
         self._last = (index, rgb)
         return rgb
 
+    def head(self, num_frames: int) -> "FootageVideo":
+        """The same file cut to its first ``num_frames`` frames."""
+        return FootageVideo(self.path, min(max(int(num_frames), 0), len(self)), self.fps, self.size_hw)
+
     def close(self) -> None:
         """Release the decoder (a later ``image`` call reopens the file)."""
         if self._cap is not None:
