@@ -248,7 +248,8 @@ def _parse_2018(data: dict, path, name: str) -> Sequence:
         columns = _anns_checked_2018(anns, index, n_file, path)
     if columns[2]:
         _add_persons_2018(frames, columns, n_file, slot_map, path)
-    return Sequence(name=name, frames=frames, format="2018", path=path, vid_id=vid_id)
+    return Sequence(name=name, frames=frames, format="2018", path=path, vid_id=vid_id,
+                    categories=bool(data.get("categories")))
 
 
 def _frames_2018(images: list, have_anns: bool, path) -> tuple[list[Frame], dict, Any]:
