@@ -50,8 +50,8 @@ def _resolved_configs() -> dict[str, dict]:
 
 
 def test_resolved_configs_of_every_stage_and_preset_match_the_snapshot(monkeypatch):
-    """The files inherit (`_base_`) but resolve to exactly the configs the snapshot holds (taken before
-    inheritance was introduced). After an intended config change, refresh the snapshot with
+    """The files inherit (`_base_`, also per section) but resolve to exactly the configs the snapshot holds.
+    After an intended config change, refresh the snapshot with
     CORRTRACK_UPDATE_SNAPSHOT=1 python -m pytest tests/test_config.py -k snapshot"""
     for k in ENV_KEYS:
         monkeypatch.delenv(k, raising=False)
