@@ -457,7 +457,7 @@ def _finish(cfg: DictConfig, run_dir: Path, summary: dict, trainer, ckpt, last, 
         "final_metrics": metrics, "requeue": requeue})
     if summary.get("segments"):
         summary["segments"][-1].update({"ended": summary["ended"], "ending": ending,
-                                        "global_step": int(trainer.global_step)})
+                                        "global_step": int(trainer.global_step), "requeue": requeue})
     _write_summary(run_dir, summary)
     out = sys.stdout if ending not in ("exception", "sigint", "sigterm") else sys.stderr
     print(f"\n[corrtrack] {cfg.stage} run {ENDINGS.get(ending, ending)} at step {trainer.global_step}: {run_dir}",
@@ -473,6 +473,8 @@ def _finish(cfg: DictConfig, run_dir: Path, summary: dict, trainer, ckpt, last, 
     if requeue == "requested":
         out.flush()
         summary["requeue"] = f"{_requeue_slurm_job()} at {time.strftime('%Y-%m-%d %H:%M:%S')}"
+        if summary.get("segments"):
+            summary["segments"][-1]["requeue"] = summary["requeue"]
         print(f"[corrtrack]   {summary['requeue']}", file=out, flush=True)
         _write_summary(run_dir, summary)
     elif requeue:
