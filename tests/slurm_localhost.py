@@ -96,7 +96,7 @@ class LocalSlurm:
             "JobAcctGatherType=jobacct_gather/none", "AccountingStorageType=accounting_storage/none",
             "SelectType=select/cons_tres", "SelectTypeParameters=CR_CPU",
             "SchedulerType=sched/backfill", "SlurmdParameters=config_overrides",
-            "ReturnToService=2", "JobRequeue=1", "KillWait=30", "MinJobAge=3600",
+            "ReturnToService=2", "JobRequeue=1", "KillWait=120", "MinJobAge=3600",  # slow shared CPUs
             f"StateSaveLocation={f / 'state'}", f"SlurmdSpoolDir={f / 'spool'}",
             f"SlurmctldPidFile={f / 'slurmctld.pid'}", f"SlurmdPidFile={f / 'slurmd.pid'}",
             f"SlurmctldLogFile={f / 'log' / 'slurmctld.log'}", f"SlurmdLogFile={f / 'log' / 'slurmd.log'}",
