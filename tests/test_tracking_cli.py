@@ -259,3 +259,20 @@ def test_tracking_tables_script_writes_both_tables(tiny_world, ckpts, tmp_path):
     assert set(res["table3"]) == {"on", "off"} and set(res["table3"]["on"]) == {"0.0", "0.3"}
     assert json.loads((out / "tables.partial.json").read_text())["table3"] == res["table3"]
     assert "Table 3 analogue" in (out / "tables.md").read_text()
+
+
+def test_frames_without_candidates_with_every_cue(tiny_world, models):
+    """Detections that leave frames empty (here: none at all): every cue's inputs are computed without
+    error and the tracker writes empty frames."""
+    from corrtrack.tracking.models import load_reid
+    from corrtrack.weights import shipped
+
+    video = load_videos(tiny_world / "posetrack", "val", 1)[0].head(3)
+    cfg = TrackingConfig.from_overrides(["boxes=detections", *SMALL, *UNTRAINED])
+    m = Models(pose=models.pose, corr=models.corr, reid=load_reid(shipped("reid")))
+    cache = precompute_video(video, cfg, m, cues=["oks", "flow", "reid", "corr"], detections={})
+    assert all(len(c) == 0 for c in cache.candidates.values())
+    assert all(e.shape[0] == 0 for e in cache.embeddings.values())
+    for cue in ("oks", "flow", "reid", "corr"):
+        seq = track(cache, cfg, cue, m).to_sequence()
+        assert all(not fr.persons for fr in seq.frames)
