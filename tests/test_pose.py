@@ -112,6 +112,32 @@ def test_posenet_shapes_and_params():
         PoseNet(stage2_input="nope")
 
 
+def test_posenet_skip_feeds_stage1_detail_to_both_heads():
+    from corrtrack.nets.pose import PoseNet
+
+    torch.manual_seed(0)
+    net = PoseNet(width=0.25, trunk_stride=16, upsample=2, head_channels=16, skip=True)
+    assert net.stride == 4 and net.skip_names == ["inception_3b", "conv2"]
+    assert net.kwargs["skip"] is True and "skip" not in PoseNet(width=0.25).kwargs   # old kwargs unchanged
+    rebuilt = PoseNet(**net.kwargs)
+    assert rebuilt.state_dict().keys() == net.state_dict().keys()
+    for size in [(H, W), (72, 48)]:       # 72 / 16 is not whole: the upsampled map is cut to the skip's
+        out = net(torch.randn(2, 3, *size))
+        for hm, off in zip(out["heatmaps"], out["offsets"]):
+            assert hm.shape == (2, 17, size[0] // 4, size[1] // 4)
+            assert off.shape == (2, 17, 2, size[0] // 4, size[1] // 4)
+    # the laterals are on the path of both heads' outputs: they receive gradients
+    out = net(torch.randn(2, 3, H, W))
+    (out["heatmaps"][0].sum() + out["heatmaps"][1].sum()).backward()
+    for head in (net.head1, net.head2):
+        assert len(head.laterals) == 2
+        assert all(m[0].weight.grad is not None and m[0].weight.grad.abs().sum() > 0 for m in head.laterals)
+    with pytest.raises(ValueError, match="upsample"):
+        PoseNet(width=0.25, trunk_stride=16, upsample=0, skip=True)
+    with pytest.raises(ValueError, match="stride 1"):
+        PoseNet(width=0.25, trunk_stride=8, upsample=3, skip=True)   # no stage-1 features at stride 1
+
+
 # --------------------------------------------------------------------------------------------------
 # inference API
 # --------------------------------------------------------------------------------------------------
