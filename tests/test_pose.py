@@ -138,6 +138,23 @@ def test_posenet_skip_feeds_stage1_detail_to_both_heads():
         PoseNet(width=0.25, trunk_stride=8, upsample=3, skip=True)   # no stage-1 features at stride 1
 
 
+def test_posenet_head_convs():
+    from corrtrack.nets.pose import PoseNet
+
+    plain = PoseNet(width=0.25, trunk_stride=16, upsample=2, head_channels=16, skip=True)
+    net = PoseNet(width=0.25, trunk_stride=16, upsample=2, head_channels=16, skip=True, head_convs=2)
+    assert net.kwargs["head_convs"] == 2 and "head_convs" not in plain.kwargs
+    assert len(net.head1.refine) == 6 and len(plain.head2.refine) == 0        # 2 x (conv, BN, ReLU)
+    extra = set(net.state_dict()) - set(plain.state_dict())
+    assert extra and all(".refine." in k for k in extra)
+    assert set(plain.state_dict()) <= set(net.state_dict())
+    out = net(torch.randn(2, 3, H, W))
+    assert out["heatmaps"][1].shape == (2, 17, H // 4, W // 4)
+    assert out["offsets"][0].shape == (2, 17, 2, H // 4, W // 4)
+    coarse = PoseNet(width=0.25, trunk_stride=16, upsample=0, head_convs=1)   # no deconvolution: at stride 16
+    assert coarse(torch.zeros(1, 3, H, W))["heatmaps"][0].shape == (1, 17, H // 16, W // 16)
+
+
 # --------------------------------------------------------------------------------------------------
 # inference API
 # --------------------------------------------------------------------------------------------------

@@ -32,10 +32,11 @@ class PoseHead(nn.Module):
 
     ``lateral_channels`` (one per deconvolution, optional): channels of finer features added after each
     deconvolution (1x1 conv + BN, summed before the ReLU; FPN / U-Net style), at that deconvolution's
-    output stride."""
+    output stride. ``convs`` 3x3 conv + BN + ReLU layers (``mid_channels``) follow at the output stride,
+    before the 1x1 output layer."""
 
     def __init__(self, in_channels: int, num_joints: int, upsample: int = 0, mid_channels: int = 128,
-                 lateral_channels: Sequence[int] = ()):
+                 lateral_channels: Sequence[int] = (), convs: int = 0):
         super().__init__()
         if lateral_channels and len(lateral_channels) != upsample:
             raise ValueError(f"PoseHead: {len(lateral_channels)} lateral inputs for {upsample} deconvolutions")
@@ -49,6 +50,12 @@ class PoseHead(nn.Module):
         self.laterals = nn.ModuleList(
             nn.Sequential(nn.Conv2d(lc, mid_channels, 1, bias=False), nn.BatchNorm2d(mid_channels))
             for lc in lateral_channels)
+        refine: list[nn.Module] = []
+        for _ in range(convs):
+            refine += [nn.Conv2d(c, mid_channels, 3, padding=1, bias=False), nn.BatchNorm2d(mid_channels),
+                       nn.ReLU(inplace=True)]
+            c = mid_channels
+        self.refine = nn.Sequential(*refine)
         self.num_joints = num_joints
         self.out = nn.Conv2d(c, 3 * num_joints, 1)
         nn.init.normal_(self.out.weight, std=1e-3)
@@ -66,7 +73,7 @@ class PoseHead(nn.Module):
                 x = relu(y + lateral(f))
         else:
             x = self.up(x)
-        y = self.out(x)
+        y = self.out(self.refine(x))
         b, _, h, w = y.shape
         j = self.num_joints
         return y[:, :j], y[:, j:].reshape(b, j, 2, h, w)
@@ -92,6 +99,8 @@ class PoseNet(nn.Module):
             at its output stride (the last stage-1 block at that stride, e.g. inception 3b at 8 and
             conv2 at 4, through a 1x1 conv + BN), so a coarse trunk (``trunk_stride`` 16) still gives
             the heads fine spatial detail. Needs ``upsample`` > 0.
+        head_convs: 3x3 conv + BN + ReLU layers (``head_channels`` wide) in each head at the output
+            stride, before its 1x1 output layer (an extension; 0 = the paper's 1x1 head).
 
     ``forward(x)``: x (B, 3, H, W) normalised RGB crop, H and W divisible by the output stride ->
     ``{"heatmaps": [stage1, stage2] (B, J, H/s, W/s) logits,``
@@ -104,7 +113,7 @@ class PoseNet(nn.Module):
 
     def __init__(self, num_joints: int = NUM_JOINTS, width: float = 1.0, trunk_stride: int = 8, upsample: int = 0,
                  stage2_input: str = "features", head_channels: int = 128, dilate: bool = True,
-                 stage2_dilate: bool = False, skip: bool = False):
+                 stage2_dilate: bool = False, skip: bool = False, head_convs: int = 0):
         super().__init__()
         if stage2_input not in ("features", "features+maps"):
             raise ValueError(f"PoseNet: stage2_input must be 'features' or 'features+maps', "
@@ -112,8 +121,12 @@ class PoseNet(nn.Module):
         self.kwargs = dict(num_joints=num_joints, width=width, trunk_stride=trunk_stride, upsample=upsample,
                            stage2_input=stage2_input, head_channels=head_channels, dilate=dilate,
                            stage2_dilate=stage2_dilate)
-        if skip:    # only when on, so the kwargs (and checkpoints) of nets without it stay as they were
+        # extensions enter the kwargs only when on, so the kwargs (and checkpoints) of nets without them
+        # stay as they were
+        if skip:
             self.kwargs["skip"] = True
+        if head_convs:
+            self.kwargs["head_convs"] = int(head_convs)
         self.num_joints = num_joints
         self.stage2_input = stage2_input
         self.stage1 = BNInception(1, 17, width=width, keep_stride=trunk_stride, dilate=dilate)
@@ -135,8 +148,8 @@ class PoseNet(nn.Module):
                                      f"(trunk stride {self.stage1.stride}, upsample {upsample})")
                 self.skip_names.append(names[-1])
         lateral = [self.stage1.feature_channels[n] for n in self.skip_names]
-        self.head1 = PoseHead(self.stage1.out_channels, num_joints, upsample, head_channels, lateral)
-        self.head2 = PoseHead(self.stage2.out_channels, num_joints, upsample, head_channels, lateral)
+        self.head1 = PoseHead(self.stage1.out_channels, num_joints, upsample, head_channels, lateral, head_convs)
+        self.head2 = PoseHead(self.stage2.out_channels, num_joints, upsample, head_channels, lateral, head_convs)
         self.trunk_stride = self.stage1.stride
         self.stride = self.stage1.stride // (2 ** upsample)
         if self.stride < 1:
