@@ -17,6 +17,7 @@ SIAMESE_CKPT ?= latest
 POSE_CKPT ?= latest
 REFINE_CKPT ?= latest
 PYTEST_ARGS ?=
+WEIGHTS_ID ?=
 
 # DATA=synth (default): the built-in world; DATA=coco / DATA=posetrack: real data at COCO_ROOT / POSETRACK_ROOT.
 ifeq ($(DATA),synth)
@@ -31,8 +32,8 @@ endif
 RUN := $(PY) -m experiments.run
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test test-slow world preview train-siamese train-refine train-pose finetune-pose \
-        bench-eval bench-corr bench-propagation clean
+.PHONY: help venv demo test test-slow world preview train-siamese train-refine train-pose finetune-pose weights \
+        train-reid track bench-eval bench-corr bench-propagation bench-track clean
 
 help: ## list every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -46,8 +47,11 @@ $(STAMP): setup.cfg pyproject.toml
 
 venv: $(STAMP) ## create/refresh the virtual environment .venv from setup.cfg
 
-demo: $(STAMP) ## the main job: generate the small synthetic world and its preview, say where they are
+DEMO_OUT ?= outputs/demo/$(shell date +%Y%m%d-%H%M%S)
+demo: $(STAMP) ## the main job: generate the small world, track its val videos with all four cues (shipped weights), print Table 2, render MP4s
 	$(PY) -m corrtrack.synth --out data/synth/$(SYNTH_PRESET)-seed$(SEED) --preset $(SYNTH_PRESET) --seed $(SEED) --preview
+	$(PY) -m corrtrack.track --posetrack-root data/synth/$(SYNTH_PRESET)-seed$(SEED)/posetrack --out $(DEMO_OUT) \
+		--cue all --boxes detections --render $(ARGS)
 
 test: $(STAMP) ## fast test tier (unit tests, fast_dev_run of every config, 2-process DDP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
@@ -73,6 +77,25 @@ train-pose: $(STAMP) ## train the top-down pose estimator on COCO-format data
 finetune-pose: $(STAMP) ## fine-tune the pose estimator on PoseTrack-format data (POSE_CKPT=latest|path)
 	$(RUN) finetune $(PRESET) $(subst data.train_format=coco,,$(DATA_ARGS)) model.init_ckpt=$(POSE_CKPT) $(ARGS)
 
+train-reid: $(STAMP) ## train the person re-ID net of the tracker's reid cue on PoseTrack track identities
+	$(RUN) reid $(PRESET) $(subst data.train_format=coco,,$(DATA_ARGS)) $(ARGS)
+
+weights: $(STAMP) ## retrain the shipped weights (pose, Siamese+refinement, re-ID) with the cpu presets; export to weights/
+	bash experiments/weights.sh $(WEIGHTS_ID)
+
+# make track: checkpoints only when given on the command line or in the environment (else the shipped
+# weights); 'latest' = the newest run under outputs/.
+CUE ?= all
+BOXES ?= gt
+TRACK_ROOT = $(if $(filter synth,$(DATA)),data/synth/$(SYNTH_PRESET)-seed$(SEED)/posetrack,$(POSETRACK_ROOT))
+TRACK_NAME = $(if $(filter synth,$(DATA)),$(SYNTH_PRESET)-seed$(SEED),$(DATA))
+TRACK_CKPTS = $(if $(filter command line environment,$(origin POSE_CKPT)),--pose-ckpt $(POSE_CKPT)) \
+              $(if $(filter command line environment,$(origin REFINE_CKPT)),--corr-ckpt $(REFINE_CKPT)) \
+              $(if $(REID_CKPT),--reid-ckpt $(REID_CKPT))
+track: $(STAMP) ## track the val videos: CUE=all|oks|flow|reid|corr BOXES=gt|detections|gt-poses ARGS="key=value" (POSE_CKPT= REFINE_CKPT= REID_CKPT=)
+	$(if $(filter synth,$(DATA)),$(PY) -m corrtrack.synth --out data/synth/$(SYNTH_PRESET)-seed$(SEED) --preset $(SYNTH_PRESET) --seed $(SEED) --quiet)
+	$(PY) -m corrtrack.track --posetrack-root $(TRACK_ROOT) --out outputs/track/$(TRACK_NAME)-$(CUE)-$(BOXES) --cue $(CUE) --boxes $(BOXES) $(TRACK_CKPTS) $(ARGS)
+
 bench-eval: $(STAMP) ## evaluator speed on a generated 40-sequence set (sequences per second)
 	$(PY) -m corrtrack.evaluation.bench --sequences 40 --frames 60
 
@@ -82,6 +105,10 @@ bench-corr: $(STAMP) ## batched affinity vs per-keypoint loop, training pairs/s
 bench-propagation: $(STAMP) ## PCKh of propagated poses: zero motion, DIS flow, Siamese, refined (SYNTH_PRESET=hard REFINE_CKPT=latest|path)
 	$(PY) -m corrtrack.synth --out data/synth/$(SYNTH_PRESET)-seed$(SEED) --preset $(SYNTH_PRESET) --seed $(SEED) --quiet
 	$(PY) -m corrtrack.bench propagation --data data/synth/$(SYNTH_PRESET)-seed$(SEED) --ckpt $(if $(filter latest,$(REFINE_CKPT)),outputs/refine/latest,$(REFINE_CKPT)) --input-size 512 --out outputs/bench/propagation-$(SYNTH_PRESET).json
+
+bench-track: $(STAMP) ## tracking frames/s per cue with a breakdown (SYNTH_PRESET=hard; untrained cpu-preset nets unless POSE_CKPT/REFINE_CKPT)
+	$(PY) -m corrtrack.synth --out data/synth/$(SYNTH_PRESET)-seed$(SEED) --preset $(SYNTH_PRESET) --seed $(SEED) --quiet
+	$(PY) -m corrtrack.bench tracking --data data/synth/$(SYNTH_PRESET)-seed$(SEED) --max-videos 1 $(TRACK_CKPTS) --out outputs/bench/tracking-$(SYNTH_PRESET).json $(ARGS)
 
 clean: ## remove outputs/ and generated data (keeps .venv)
 	rm -rf outputs data/synth wandb lightning_logs

@@ -7,7 +7,8 @@ One JSON per sequence in each folder, PoseTrack 2017, 2018 or PoseTrack21 format
 file name.
 Prints the AP and MOT tables (Head, Shou, Elb, Wri, Hip, Knee, Ankl, Total); ``--out`` writes the numbers
 as JSON (docs/evaluation.md). Bad input gives a one-line message naming the file (exit status 2), never a
-traceback. This module imports numpy, not torch.
+traceback (``--debug`` or CORRTRACK_DEBUG=1 shows it, ``corrtrack.cli``). A 2018-format prediction file
+without ``categories`` gets a warning naming the joint order assumed. This module imports numpy, not torch.
 """
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ import logging
 import os
 import sys
 import time
+from pathlib import Path
+
+from corrtrack.cli import debug_requested, entry_point
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -40,22 +44,33 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+@entry_point   # warnings of the readers and the evaluation go to stderr, one line each
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    # Warnings of the readers and the evaluation go to stderr, one line each.
-    logger = logging.getLogger("corrtrack")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("warning: %(message)s"))
-    logger.addHandler(handler)
-    level, propagate = logger.level, logger.propagate
-    logger.setLevel(logging.WARNING)
-    logger.propagate = False
-    try:
-        return _run(args)
-    finally:
-        logger.removeHandler(handler)
-        logger.setLevel(level)
-        logger.propagate = propagate
+    _warn_2018_without_categories(args.pred)
+    return _run(args)
+
+
+def _warn_2018_without_categories(pred_dir: str) -> None:
+    """One warning for the 2018-format prediction files that have no ``categories``: poseval reads the
+    joint order from them; without, the keypoints are taken in the PoseTrack 2018 order."""
+    from corrtrack.keypoints import POSETRACK_NAMES
+
+    missing = []
+    for f in sorted(Path(pred_dir).glob("*.json")) if Path(pred_dir).is_dir() else []:
+        try:
+            data = json.loads(f.read_text())
+        except (OSError, ValueError):
+            continue                        # the evaluation reports unreadable files
+        if isinstance(data, dict) and isinstance(data.get("images"), list) and "annolist" not in data \
+                and not data.get("categories"):
+            missing.append(f)
+    if missing:
+        more = f" (and {len(missing) - 1} more prediction file(s) like it)" if len(missing) > 1 else ""
+        logging.getLogger("corrtrack.evaluate").warning(
+            "%s: a PoseTrack 2018 prediction file without 'categories'%s: its keypoints are read in the "
+            "PoseTrack 2018 joint order (%s); the official evaluation (poseval) needs 'categories'",
+            missing[0], more, ", ".join(POSETRACK_NAMES))
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -69,7 +84,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except Exception as e:                     # a bug of ours: one line, the traceback on request
-        if args.debug:
+        if args.debug or debug_requested():
             raise
         print(f"internal error: {type(e).__name__}: {e} (rerun with --debug for the traceback)",
               file=sys.stderr)

@@ -1,5 +1,5 @@
 """Dense optical flow (OpenCV DIS; no downloaded weights) and warping poses by flow: the optical-flow
-baseline of SPEC §4 (the paper uses PWC-Net; this is the weight-free stand-in, named "DIS" in tables)."""
+baseline of paper §6.2 (Table 2) (the paper uses PWC-Net; this is the weight-free stand-in, named "DIS" in tables)."""
 from __future__ import annotations
 
 import cv2

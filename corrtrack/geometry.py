@@ -108,7 +108,7 @@ def crop_affine(box: np.ndarray, out_size: tuple[int, int], padding: float = 1.2
 
 def letterbox_affine(image_hw: tuple[int, int], out_size: int) -> np.ndarray:
     """Affine that fits a whole (H, W) image into an ``out_size`` x ``out_size`` square, keeping the aspect
-    ratio and centring it (the release's 512x512 letterbox for recovery, SPEC §3). Returns (2, 3)."""
+    ratio and centring it (the release's 512x512 letterbox for recovery, docs/method.md §3). Returns (2, 3)."""
     h, w = image_hw
     s = out_size / max(h, w)
     tx, ty = (out_size - w * s) / 2, (out_size - h * s) / 2

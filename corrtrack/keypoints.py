@@ -6,7 +6,7 @@ Dataset metadata is data: every name, index, sigma and flip partner lives in the
 The synthetic world articulates a superset of both datasets ("world joints"): the 17 COCO joints
 plus ``head_bottom`` (neck) and ``head_top``. COCO files store the COCO 17; PoseTrack 2018 files store
 17 slots in COCO order with the eyes replaced by ``head_bottom`` / ``head_top`` and the ears unused
-(always [0, 0, 0]) (SPEC §5).
+(always [0, 0, 0]) (docs/method.md §2, §6).
 """
 from __future__ import annotations
 
@@ -78,7 +78,7 @@ POSETRACK_SIGMAS = np.array([_BY_NAME[n].sigma for n in POSETRACK_NAMES], dtype=
 EVAL_NAMES: tuple[str, ...] = tuple(
     j.eval_name for j in sorted((j for j in JOINTS if j.eval_id is not None), key=lambda j: j.eval_id)
 )
-# 2018 slot -> evaluation id (-1 = not evaluated); SPEC §5: [13, 12, 14, -, -, 9, 8, 10, 7, 11, 6, 3, 2, 4, 1, 5, 0]
+# 2018 slot -> evaluation id (-1 = not evaluated), as in the official evaluation: [13, 12, 14, -, -, 9, 8, 10, 7, 11, 6, 3, 2, 4, 1, 5, 0]
 POSETRACK_TO_EVAL = np.array(
     [(_BY_NAME[n].eval_id if i not in POSETRACK_UNUSED_SLOTS and _BY_NAME[n].eval_id is not None else -1)
      for i, n in enumerate(POSETRACK_NAMES)], dtype=np.int64)
@@ -169,7 +169,7 @@ def coco_to_posetrack(kpts: np.ndarray) -> np.ndarray:
     """Map (..., 17, 3) COCO keypoints to PoseTrack 2018 slots.
 
     Joints both share are copied; head_bottom/head_top do not exist in COCO and are left [0, 0, 0]
-    (fine-tuning on PoseTrack teaches them, SPEC §2), as are the unused ear slots.
+    (fine-tuning on PoseTrack teaches them, paper §6.1), as are the unused ear slots.
     """
     kpts = np.asarray(kpts)
     out = np.zeros_like(kpts)

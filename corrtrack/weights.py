@@ -24,6 +24,9 @@ from typing import Any
 
 import torch
 
+from corrtrack import checkpoints
+from corrtrack.cli import entry_point
+
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 MANIFEST = "MANIFEST.json"
 ROLES = ("pose", "correspondence", "reid")
@@ -44,12 +47,9 @@ def sha256(path: str | Path) -> str:
 
 def _load(path: Path) -> dict:
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # truncated zip, pickle error, ...: one line naming the file
-        raise WeightsError(f"{path}: cannot be read as a checkpoint ({type(e).__name__}: {e})") from None
-    if not isinstance(ckpt, dict) or "state_dict" not in ckpt:
-        raise WeightsError(f"{path}: not a checkpoint (no 'state_dict')")
-    return ckpt
+        return checkpoints.read(path)
+    except checkpoints.CheckpointError as e:
+        raise WeightsError(str(e)) from None
 
 
 def _run_of(checkpoint: Path) -> Path | None:
@@ -57,29 +57,13 @@ def _run_of(checkpoint: Path) -> Path | None:
     return checkpoint.parent.parent if checkpoint.parent.name == "checkpoints" else None
 
 
-def _resolve(spec: str | Path) -> Path:
-    """A ``.ckpt`` file, or a run folder: its summary.json best checkpoint, else ``checkpoints/last.ckpt``."""
-    p = Path(spec)
-    if p.is_file():
-        return p
-    summary = p / "summary.json"
-    if summary.is_file():
-        try:
-            best = json.loads(summary.read_text()).get("best_checkpoint")
-        except json.JSONDecodeError as e:
-            raise WeightsError(f"{summary}: not valid JSON ({e})") from None
-        if best and Path(best).is_file():
-            return Path(best)
-    last = p / "checkpoints" / "last.ckpt"
-    if last.is_file():
-        return last
-    raise WeightsError(f"{p}: no checkpoint file or run folder with a checkpoint")
-
-
 def export_checkpoint(src: str | Path, dst: str | Path) -> dict[str, Any]:
     """Write the weights-only copy of checkpoint (or run folder) ``src`` to ``dst``; returns its manifest
     entry (source, sha256, bytes, epoch, global_step, the run's final metrics)."""
-    src_path = _resolve(src)
+    try:
+        src_path = checkpoints.resolve(src)
+    except checkpoints.CheckpointError as e:
+        raise WeightsError(str(e)) from None
     ckpt = _load(src_path)
     slim = {k: ckpt[k] for k in KEPT_KEYS if k in ckpt}
     dst = Path(dst)
@@ -90,9 +74,9 @@ def export_checkpoint(src: str | Path, dst: str | Path) -> dict[str, Any]:
     entry: dict[str, Any] = {"file": dst.name, "source_checkpoint": str(src_path),
                              "epoch": ckpt.get("epoch"), "global_step": ckpt.get("global_step"),
                              "sha256": sha256(dst), "bytes": dst.stat().st_size}
-    hp = ckpt.get("hyper_parameters") or {}
-    if isinstance(hp, dict) and hp.get("stage"):
-        entry["stage"] = str(hp["stage"])
+    stage = checkpoints.stage_of(ckpt)
+    if stage:
+        entry["stage"] = stage
     run = _run_of(src_path)
     if run is not None:
         entry["source_run"] = run.name
@@ -164,6 +148,9 @@ def verify(weights_dir: str | Path = WEIGHTS_DIR) -> dict[str, Any]:
         ckpt = _load(path)
         if not ckpt.get("hyper_parameters"):
             raise WeightsError(f"{path}: no 'hyper_parameters' (the loaders rebuild the nets from them)")
+        stage = checkpoints.stage_of(ckpt)
+        if checkpoints.STAGE_FAMILY.get(stage or "") != role:
+            raise WeightsError(f"{path}: listed as '{role}' weights but written by the '{stage}' stage")
     return manifest
 
 
@@ -178,9 +165,11 @@ def shipped(role: str, weights_dir: str | Path = WEIGHTS_DIR) -> Path:
     return path
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m corrtrack.weights",
                                      description="Export or verify the shipped weights (weights/).")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks")
     sub = parser.add_subparsers(dest="cmd", required=True)
     ex = sub.add_parser("export", help="export trained runs as weights-only checkpoints + MANIFEST.json")
     for role in ROLES:
@@ -192,28 +181,24 @@ def main(argv: list[str] | None = None) -> int:
     ve = sub.add_parser("verify", help="check that the shipped files load and match their manifest")
     ve.add_argument("--dir", default=str(WEIGHTS_DIR))
     args = parser.parse_args(argv)
-    try:
-        if args.cmd == "export":
-            sources = {r: getattr(args, r) for r in ROLES if getattr(args, r)}
-            if not sources:
-                parser.error("give at least one of --pose, --correspondence, --reid")
-            extra: dict[str, dict[str, float]] = {}
-            for m in args.metric:
-                try:
-                    role, rest = m.split(":", 1)
-                    name, value = rest.split("=", 1)
-                    extra.setdefault(role, {})[name] = float(value)
-                except ValueError:
-                    raise WeightsError(f"--metric {m!r}: expected ROLE:NAME=VALUE") from None
-            manifest = export(sources, args.out, command=args.command, extra_metrics=extra)
-            total = sum(e["bytes"] for e in manifest["files"].values())
-            print(f"exported {', '.join(manifest['files'])} to {args.out} ({total / 2**20:.1f} MiB)")
-        else:
-            manifest = verify(args.dir)
-            print(f"ok: {', '.join(manifest['files'])} match {Path(args.dir) / MANIFEST}")
-    except WeightsError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    if args.cmd == "export":
+        sources = {r: getattr(args, r) for r in ROLES if getattr(args, r)}
+        if not sources:
+            parser.error("give at least one of --pose, --correspondence, --reid")
+        extra: dict[str, dict[str, float]] = {}
+        for m in args.metric:
+            try:
+                role, rest = m.split(":", 1)
+                name, value = rest.split("=", 1)
+                extra.setdefault(role, {})[name] = float(value)
+            except ValueError:
+                raise WeightsError(f"--metric {m!r}: expected ROLE:NAME=VALUE") from None
+        manifest = export(sources, args.out, command=args.command, extra_metrics=extra)
+        total = sum(e["bytes"] for e in manifest["files"].values())
+        print(f"exported {', '.join(manifest['files'])} to {args.out} ({total / 2**20:.1f} MiB)")
+    else:
+        manifest = verify(args.dir)
+        print(f"ok: {', '.join(manifest['files'])} match {Path(args.dir) / MANIFEST}")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""Self-supervised affine pairs for the correspondence network (paper §4.3, SPEC §1).
+"""Self-supervised affine pairs for the correspondence network (paper §4.3; docs/method.md).
 
 Every annotated image becomes a training pair on the fly:
 
@@ -26,10 +26,10 @@ on input pixel ``(s*c, s*r)``: ``feature = input / s`` and the cell holding a po
 (the frames of ``corrtrack.correspondence``; ``image_to_feature`` / ``feature_cell`` below). A warped
 keypoint is present in ``I2`` when it lies inside the image and its cell inside the grid.
 
-Randomness is worker-safe: each training sample draws a 63-bit seed from torch's default generator
-(which PyTorch seeds differently in every DataLoader worker, every epoch and — via Lightning's
-``seed_everything(workers=True)`` — every rank) and mixes it with the sample index; validation pairs use
-a fixed seed per index, so validation metrics are comparable across epochs and runs.
+Randomness is a function of (seed, epoch, index) (``datamodules.sampling``): the training sampler yields
+``(epoch, index)`` and each pair draws from its own generator, so the pairs do not depend on the worker
+count and a resumed run sees exactly the pairs an uninterrupted one would; validation pairs use a fixed
+seed per index, so validation metrics are comparable across epochs and runs.
 """
 from __future__ import annotations
 
@@ -48,8 +48,9 @@ from corrtrack import geometry
 from corrtrack.correspondence import image_to_tensor, to_feature_coords
 from corrtrack.imageio import read_rgb
 from corrtrack.keypoints import NUM_JOINTS
-from datamodules.sources import ImageRecord, load_records, video_frame_pairs
+from datamodules.sources import ImageRecord, first_readable, load_records, video_frame_pairs
 from datamodules.augment import augment_from_config
+from datamodules.sampling import sample_rng, split_key, train_sampler
 from datamodules.workers import worker_init
 
 log = logging.getLogger(__name__)
@@ -133,7 +134,8 @@ class AffinePairDataset(Dataset):
     (P, 17, 2) warped positions in feature coords of I2 (also for truncated points, which lie outside
     the grid); present (P, 17) bool (query_valid and inside I2);
     target_idx (P, 17) int64 flat cell index row * W_f + col, -1 when not present; affine (2, 3) M2,
-    the I1 -> I2 map in input pixels (of a temporal pair: the warp on top of the real motion); index.
+    the I1 -> I2 map in input pixels (of a temporal pair: the warp on top of the real motion); index;
+    skipped: unreadable image files passed over for this pair (an unreadable image is never trained on).
     ``collate_pairs`` pads persons. With ``video_pairs`` and ``augment.temporal`` > 0, training draws
     that share of its pairs from two frames of a video (:meth:`make_video_pair`).
     """
@@ -164,10 +166,9 @@ class AffinePairDataset(Dataset):
         return len(self.records)
 
     # -- randomness ---------------------------------------------------------------------------------
-    def _rng(self, index: int) -> np.random.Generator:
+    def _rng(self, epoch: int, index: int) -> np.random.Generator:
         if self.train:
-            draw = int(torch.randint(0, 2 ** 62, (1,)).item())  # torch seeds each worker / epoch apart
-            return np.random.default_rng([draw, index])
+            return sample_rng(self.seed, epoch, index, 0xA1F)
         return np.random.default_rng([self.seed, index, 0x5EED])
 
     def _appearance(self, img: np.ndarray, rng: np.random.Generator, p_photo: float,
@@ -232,44 +233,46 @@ class AffinePairDataset(Dataset):
         return geometry.inside(xy, (S, S)) & ((cell >= 0) & (cell < S // self.stride)).all(-1)
 
     # -- one pair -----------------------------------------------------------------------------------
-    def _load(self, index: int) -> tuple[ImageRecord, np.ndarray]:
-        """The record and its image; an unreadable image is reported and replaced by the next one (a
-        corrupt file must not kill a long run), but 20 failures in a row are an error."""
-        for k in range(20):
-            rec = self.records[(index + k) % len(self.records)]
-            try:
-                return rec, read_rgb(rec.path)
-            except OSError as e:
-                log.warning("skipping image: %s", e)
-        raise OSError(f"20 consecutive unreadable images from index {index} (last: {rec.path})")
+    def _load(self, index: int) -> tuple[ImageRecord, np.ndarray, list[str]]:
+        """The record and its image, and the unreadable files passed over: an unreadable image is
+        skipped for the next readable one (a corrupt file must not kill a long run, and a blank frame
+        would not match its targets); ``datamodules.sources.MAX_UNREADABLE_IN_A_ROW`` in a row stop it."""
+        i, img, skipped = first_readable(index, len(self.records), lambda j: self.records[j].path)
+        return self.records[i], img, skipped
 
     def make_pair(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         if self.train and self.aug.temporal > 0 and rng.random() < self.aug.temporal:
             return self.make_video_pair(index, rng)
-        rec, img = self._load(index)
+        rec, img, skipped = self._load(index)
         kp = np.asarray(rec.keypoints, dtype=np.float64).reshape(-1, NUM_JOINTS, 3)
         m1 = self._first_affine(img.shape[:2], kp, rng)
         m2 = self._second_affine(rng)
-        return self._finish(img, img, kp, kp, m1, m2, index, rng)
+        return {**self._finish(img, img, kp, kp, m1, m2, index, rng), "skipped": skipped}
 
     def make_video_pair(self, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
         """Two labeled frames (a, b) of one training video: I1 from a, I2 = b through the same crop (and
         maybe a random M2); queries are the joints labeled in both frames of the tracks in both."""
-        for _ in range(20):
-            rec_a, rec_b = self.video_pairs[int(rng.integers(len(self.video_pairs)))]
-            try:
-                img_a, img_b = read_rgb(rec_a.path), read_rgb(rec_b.path)
-                break
-            except OSError as e:
-                log.warning("skipping video pair: %s", e)
-        else:
-            raise OSError(f"20 consecutive unreadable video frame pairs (last: {rec_a.path}, {rec_b.path})")
+        pairs = self.video_pairs
+
+        def both(j: int) -> tuple[np.ndarray, np.ndarray]:
+            return read_rgb(pairs[j][0].path), read_rgb(pairs[j][1].path)
+
+        def unreadable(j: int) -> str:   # the frame of the pair that does not read
+            for rec in pairs[j]:
+                try:
+                    read_rgb(rec.path)
+                except OSError:
+                    return str(rec.path)
+            return str(pairs[j][0].path)
+
+        j, (img_a, img_b), skipped = first_readable(int(rng.integers(len(pairs))), len(pairs), unreadable, both)
+        rec_a, rec_b = pairs[j]
         common, ia, ib = np.intersect1d(rec_a.track_ids, rec_b.track_ids, return_indices=True)
         kp_a = np.asarray(rec_a.keypoints, dtype=np.float64).reshape(-1, NUM_JOINTS, 3)[ia]
         kp_b = np.asarray(rec_b.keypoints, dtype=np.float64).reshape(-1, NUM_JOINTS, 3)[ib]
         m1 = self._first_affine(img_a.shape[:2], kp_a, rng)
         m2 = self._second_affine(rng) if rng.random() < self.aug.temporal_warp else np.eye(3)[:2]
-        return self._finish(img_a, img_b, kp_a, kp_b, m1, m2, index, rng)
+        return {**self._finish(img_a, img_b, kp_a, kp_b, m1, m2, index, rng), "skipped": skipped}
 
     def _finish(self, img_a: np.ndarray, img_b: np.ndarray, kp_a: np.ndarray, kp_b: np.ndarray,
                 m1: np.ndarray, m2: np.ndarray, index: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
@@ -316,8 +319,10 @@ class AffinePairDataset(Dataset):
             "index": np.int64(index),
         }
 
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
-        return self.make_pair(int(index), self._rng(int(index)))
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, np.ndarray]:
+        """Pair ``index`` (a plain index, or the ``(epoch, index)`` the training sampler yields)."""
+        epoch, index = split_key(key)
+        return self.make_pair(index, self._rng(epoch, index))
 
 
 def collate_pairs(samples: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
@@ -325,7 +330,7 @@ def collate_pairs(samples: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.T
 
     Returns image1, image2 (B, 3, S, S); kpts1, target_xy (B, P, 17, 2) float; query_valid, present
     (B, P, 17) bool; target_idx (B, P, 17) int64 (-1 absent or padding); person_valid (B, P) bool;
-    affine (B, 2, 3); index (B,).
+    affine (B, 2, 3); index (B,); skipped: the unreadable image files passed over (list of str).
     """
     B = len(samples)
     P = max(1, max(s["query_valid"].shape[0] for s in samples))
@@ -341,6 +346,7 @@ def collate_pairs(samples: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.T
         "person_valid": torch.zeros(B, P, dtype=torch.bool),
         "affine": torch.from_numpy(np.stack([s["affine"] for s in samples])),
         "index": torch.as_tensor([int(s["index"]) for s in samples]),
+        "skipped": [p for s in samples for p in s.get("skipped", ())],
     }
     for b, s in enumerate(samples):
         n = s["query_valid"].shape[0]
@@ -365,6 +371,7 @@ class PairDataModule(pl.LightningDataModule):
         super().__init__()
         self.cfg = data_cfg
         self.seed = int(seed)
+        self.resume_position: tuple[int, int] | None = None   # (epoch, batches done): set on resume
         self.train_set: AffinePairDataset | None = None
         self.val_set: AffinePairDataset | None = None
 
@@ -413,7 +420,8 @@ class PairDataModule(pl.LightningDataModule):
 
     def _loader(self, ds: AffinePairDataset, shuffle: bool) -> DataLoader:
         nw = int(self.cfg.num_workers)
-        return DataLoader(ds, batch_size=int(self.cfg.batch_size), shuffle=shuffle, num_workers=nw,
+        sampler = train_sampler(self, ds, self.seed) if shuffle else None
+        return DataLoader(ds, batch_size=int(self.cfg.batch_size), sampler=sampler, num_workers=nw,
                           collate_fn=collate_pairs, pin_memory=bool(self.cfg.pin_memory),
                           drop_last=shuffle and len(ds) >= int(self.cfg.batch_size),
                           persistent_workers=nw > 0, worker_init_fn=worker_init if nw > 0 else None)

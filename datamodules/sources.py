@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from omegaconf import DictConfig
 
-from corrtrack.imageio import image_size
+from corrtrack.imageio import image_size, read_rgb
 from corrtrack.keypoints import NUM_JOINTS
 from corrtrack.posetrack import frame_number as posetrack_frame_number, load_sequence
 
@@ -83,22 +83,31 @@ def load_coco_records(root: str | Path, split: str, min_keypoints: int = 1) -> l
     import io
 
     ann_file, img_dir = _coco_split_paths(Path(root), split)
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco = COCO(str(ann_file))
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            coco = COCO(str(ann_file))
+    except (ValueError, KeyError, TypeError, AttributeError) as e:   # truncated JSON, missing sections
+        raise ValueError(f"{ann_file}: not a readable COCO keypoint annotation file "
+                         f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
     records = []
     for img_id in sorted(coco.getImgIds()):
-        info = coco.loadImgs(img_id)[0]
-        anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=img_id, iscrowd=False))
-                if a.get("num_keypoints", 0) >= min_keypoints]
-        if not anns:
-            continue
-        kp = np.array([a["keypoints"] for a in anns], dtype=np.float32).reshape(-1, NUM_JOINTS, 3)
-        records.append(ImageRecord(
-            path=img_dir / info["file_name"], width=int(info["width"]), height=int(info["height"]),
-            image_id=int(img_id), keypoints=kp,
-            boxes=np.array([a["bbox"] for a in anns], dtype=np.float32).reshape(-1, 4),
-            areas=np.array([a.get("area", a["bbox"][2] * a["bbox"][3]) for a in anns], dtype=np.float32),
-            layout="coco"))
+        try:
+            info = coco.loadImgs(img_id)[0]
+            anns = [a for a in coco.loadAnns(coco.getAnnIds(imgIds=img_id, iscrowd=False))
+                    if a.get("num_keypoints", 0) >= min_keypoints]
+            if not anns:
+                continue
+            kp = np.array([a["keypoints"] for a in anns], dtype=np.float32).reshape(-1, NUM_JOINTS, 3)
+            records.append(ImageRecord(
+                path=img_dir / info["file_name"], width=int(info["width"]), height=int(info["height"]),
+                image_id=int(img_id), keypoints=kp,
+                boxes=np.array([a["bbox"] for a in anns], dtype=np.float32).reshape(-1, 4),
+                areas=np.array([a.get("area", a["bbox"][2] * a["bbox"][3]) for a in anns], dtype=np.float32),
+                layout="coco"))
+        except (ValueError, KeyError, TypeError, AttributeError) as e:  # a field missing or not numbers
+            raise ValueError(f"{ann_file}: image id {img_id}: bad field in its image or person annotations "
+                             f"(keypoints: 51 numbers, bbox: 4, width/height/file_name) "
+                             f"({type(e).__name__}: {' '.join(str(e).split())[:160]})") from None
     return records
 
 
@@ -190,3 +199,28 @@ def load_records(data_cfg: DictConfig, split: str, layout: str | None = None) ->
     if layout == "posetrack":
         return load_posetrack_records(dataset_root(data_cfg, "posetrack"), split)
     raise ValueError(f"data.train_format must be 'coco' or 'posetrack', got {layout!r}")
+
+
+#: unreadable training images in a row (while looking for a readable one) that stop the run
+MAX_UNREADABLE_IN_A_ROW = 20
+
+
+class UnreadableDataError(OSError):
+    """Too many unreadable training images in a row; the message names them."""
+
+
+def first_readable(start: int, count: int, path_of, load=None):
+    """The first readable item at or after ``start`` (cyclically over ``count`` items): returns
+    ``(index, image, skipped)``, ``skipped`` = the paths of the unreadable ones passed over. ``path_of(i)``
+    is item i's image path, ``load(i)`` reads it (default: ``corrtrack.imageio.read_rgb`` of it). Raises
+    UnreadableDataError naming the files after ``MAX_UNREADABLE_IN_A_ROW`` unreadable items in a row."""
+    skipped: list[str] = []
+    for k in range(min(MAX_UNREADABLE_IN_A_ROW, max(count, 1))):
+        i = (start + k) % count
+        try:
+            return i, (load(i) if load is not None else read_rgb(path_of(i))), skipped
+        except OSError:
+            skipped.append(str(path_of(i)))
+    shown = ", ".join(skipped[:3]) + (f", ... {skipped[-1]}" if len(skipped) > 3 else "")
+    raise UnreadableDataError(f"{len(skipped)} unreadable training images in a row (missing or corrupt): "
+                              f"{shown}; check the dataset files")

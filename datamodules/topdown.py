@@ -1,4 +1,4 @@
-"""Top-down person crops for the pose estimator (paper §6.1, SPEC §2), from COCO or PoseTrack files.
+"""Top-down person crops for the pose estimator (paper §6.1; docs/method.md), from COCO or PoseTrack files.
 
 Every annotated person (training), every ground-truth person or every detection (validation) becomes
 one ``input_size`` = (H, W) crop (384x288 by default) through ``geometry.crop_affine(box, (H, W),
@@ -14,8 +14,9 @@ Training augmentation:
 Targets (``corrtrack.pose.encode_targets``): per joint a disk (or Gaussian) heatmap of ``radius`` output
 cells and the offsets from each cell within the radius to the joint, on the stride-``s`` output grid.
 
-Randomness is worker-safe: each training sample draws a seed from torch's default generator (seeded
-per DataLoader worker, epoch and rank by Lightning); validation crops are deterministic.
+Randomness is a function of (seed, epoch, index) (``datamodules.sampling``): the training sampler yields
+``(epoch, index)`` and each crop draws from its own generator, so a resumed run sees exactly the crops an
+uninterrupted one would; validation crops are deterministic.
 
 COCOeval lives in ``corrtrack.evaluation.coco``; detection files are read by
 ``corrtrack.posetrack.load_detections``.
@@ -41,8 +42,9 @@ from corrtrack.imageio import read_rgb
 from corrtrack.keypoints import NUM_JOINTS, layout as keypoint_layout
 from corrtrack.pose import DEFAULT_INPUT_SIZE, DEFAULT_PADDING, encode_targets, to_input_tensor
 from corrtrack.posetrack import load_detections
-from datamodules.sources import ImageRecord, dataset_root, load_records
+from datamodules.sources import ImageRecord, dataset_root, first_readable, load_records
 from datamodules.augment import augment_from_config
+from datamodules.sampling import sample_rng, split_key, train_sampler
 from datamodules.workers import worker_init
 
 log = logging.getLogger(__name__)
@@ -142,9 +144,9 @@ class TopDownDataset(Dataset):
         return len(self.instances)
 
     # -- augmentation -------------------------------------------------------------------------------
-    def _rng(self, index: int) -> np.random.Generator:
+    def _rng(self, epoch: int, index: int) -> np.random.Generator:
         if self.train:
-            return np.random.default_rng([int(torch.randint(0, 2 ** 62, (1,)).item()), index])
+            return sample_rng(self.seed, epoch, index, 0x70D)
         return np.random.default_rng([self.seed, index, 0x70DE])
 
     def _transform(self):
@@ -192,25 +194,31 @@ class TopDownDataset(Dataset):
         return res["image"], out, flipped
 
     # -- one crop -----------------------------------------------------------------------------------
-    def _load(self, inst: Instance) -> np.ndarray:
-        rec = self.records[inst.record]
+    def _load(self, index: int) -> tuple[int, np.ndarray, list[str]]:
+        """(instance index, image, unreadable files passed over). Training skips an unreadable image for
+        the next readable instance (its targets must match its pixels; ``MAX_UNREADABLE_IN_A_ROW`` in a
+        row stop the run); validation keeps every instance and scores a blank frame for an unreadable one."""
+        path_of = lambda i: self.records[self.instances[i].record].path  # noqa: E731
+        if self.train:
+            return first_readable(index, len(self.instances), path_of)
+        rec = self.records[self.instances[index].record]
         try:
-            return read_rgb(rec.path)
+            return index, read_rgb(rec.path), []
         except OSError as e:
-            # a corrupt image must not kill a long run: a black frame gives an all-absent sample
-            log.warning("using a blank image: %s", e)
-            return np.zeros((rec.height, rec.width, 3), np.uint8)
+            log.warning("validation: scoring a blank frame for an unreadable image: %s", e)
+            return index, np.zeros((rec.height, rec.width, 3), np.uint8), [str(rec.path)]
 
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        index = int(index)
-        inst = self.instances[index]
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        """Crop ``index`` (a plain index, or the ``(epoch, index)`` the training sampler yields)."""
+        epoch, index = split_key(key)
+        used, img, skipped = self._load(index)
+        inst = self.instances[used]
         rec = self.records[inst.record]
-        img = self._load(inst)
         j = NUM_JOINTS
         kp = (np.asarray(rec.keypoints[inst.person], np.float64) if inst.person >= 0
               else np.zeros((j, 3)))
         if self.train:
-            crop, kp_c, _ = self.augment_crop(img, inst.box, kp, self._rng(index))
+            crop, kp_c, _ = self.augment_crop(img, inst.box, kp, self._rng(epoch, index))
             m = np.full((2, 3), np.nan)           # augmented crops are not mapped back
         else:
             m = geometry.crop_affine(inst.box, self.input_size, self.padding)
@@ -230,12 +238,17 @@ class TopDownDataset(Dataset):
             "image_id": np.int64(rec.image_id),
             "box_score": np.float32(inst.score),
             "index": np.int64(index),
+            "skipped": skipped,
         }
 
 
-def collate(samples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """Stack samples into tensors (every field has a fixed shape)."""
-    return {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0]}
+def collate(samples: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Stack samples into tensors (every field has a fixed shape); ``skipped``: the unreadable image files
+    passed over (list of str)."""
+    out: dict[str, Any] = {k: torch.from_numpy(np.stack([s[k] for s in samples])) for k in samples[0]
+                           if k != "skipped"}
+    out["skipped"] = [p for s in samples for p in s.get("skipped", ())]
+    return out
 
 
 # ------------------------------------------------------------------------------------------------
@@ -260,6 +273,7 @@ class TopDownDataModule(pl.LightningDataModule):
         self.target_kind, self.radius = target_kind, float(radius)
         self.unlabeled_weight = float(unlabeled_weight)
         self.seed = int(seed)
+        self.resume_position: tuple[int, int] | None = None   # (epoch, batches done): set on resume
         self.train_set: TopDownDataset | None = None
         self.val_set: TopDownDataset | None = None
         self._coco_gt = None
@@ -327,7 +341,8 @@ class TopDownDataModule(pl.LightningDataModule):
         bs = int(self.cfg.batch_size)
         if not shuffle and self.cfg.get("val_batch_size"):
             bs = int(self.cfg.val_batch_size)
-        return DataLoader(ds, batch_size=bs, shuffle=shuffle, num_workers=nw, collate_fn=collate,
+        sampler = train_sampler(self, ds, self.seed) if shuffle else None
+        return DataLoader(ds, batch_size=bs, sampler=sampler, num_workers=nw, collate_fn=collate,
                           pin_memory=bool(self.cfg.pin_memory), drop_last=shuffle and len(ds) >= bs,
                           persistent_workers=nw > 0, worker_init_fn=worker_init if nw > 0 else None)
 

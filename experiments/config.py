@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -32,7 +32,8 @@ def available_stages() -> list[str]:
 
 def available_presets(stage: str) -> list[str]:
     own = [p.stem for p in (CONFIG_DIR / stage).glob("*.yaml")] if (CONFIG_DIR / stage).is_dir() else []
-    shared = [p.stem for p in CONFIG_DIR.glob("*.yaml") if p.stem not in ["base"] + available_stages()]
+    shared = [p.stem for p in CONFIG_DIR.glob("*.yaml")
+              if p.stem not in ["base", "tracking"] + available_stages()]   # tracking.yaml: corrtrack.track's
     return sorted(set(own) | set(shared))
 
 
@@ -132,6 +133,223 @@ def preset_path(stage: str, preset: str) -> Path:
                       f"{', '.join(available_presets(stage))} (or a path to a .yaml file)")
 
 
+# ------------------------------------------------------------------------------------------ value checks
+#
+# Every value of a loaded config is checked: its type against the types the key has in base.yaml, the
+# stage file and the stage's presets (int where a float is expected is fine; a key null in some file may be
+# null), or against TYPES where those are wider than what the files show; values with a fixed set of
+# choices against CHOICES; numbers against RANGES. The choices that mirror a core definition are checked
+# against it by tests/test_config.py (kept here so that loading a config imports no torch).
+
+TYPES: dict[str, tuple[str, ...]] = {
+    "run_id": ("str", "int"), "resume": ("str",), "cpu_threads": ("int",), "seed": ("int",),
+    "trainer.devices": ("int", "str", "list"), "trainer.precision": ("str", "int"),
+    "trainer.max_time": ("str", "dict"), "trainer.fast_dev_run": ("bool", "int"),
+    "trainer.limit_train_batches": ("int", "float"), "trainer.limit_val_batches": ("int", "float"),
+    "trainer.val_check_interval": ("int", "float"), "trainer.gradient_clip_val": ("int", "float"),
+    "trainer.deterministic": ("bool", "str"), "trainer.check_val_every_n_epoch": ("int",),
+    "logger.entity": ("str",), "logger.group": ("str",), "checkpoint.monitor": ("str",),
+    "checkpoint.every_n_train_steps": ("int",), "model.pretrained": ("str",), "model.init_ckpt": ("str",),
+    "model.siamese_ckpt": ("str",), "data.det_file": ("str",), "data.train_max_images": ("int",),
+    "data.val_max_images": ("int",), "data.val_batch_size": ("int",), "val.oks_nms": ("float",),
+    "data.augment.crop_scale": ("list",),
+}
+
+CHOICES: dict[str, tuple] = {
+    "data.train_format": ("coco", "posetrack"),
+    "model.layout": ("coco", "posetrack"),
+    "data.synth.preset": ("tiny", "small", "standard", "hard"),          # corrtrack.synth.presets.PRESETS
+    "model.variant": ("paper", "release"),                              # corrtrack.nets.correspondence
+    "model.normalize": ("l2", "squared", "none"),
+    "model.descriptor": ("nearest", "bilinear"),                       # DESCRIPTOR_SAMPLING
+    "model.net.stage2_input": ("features", "features+maps"),           # corrtrack.nets.pose.PoseNet
+    "model.target.kind": ("disk", "gaussian"),                          # corrtrack.pose.encode_targets
+    "checkpoint.mode": ("min", "max"),
+    "trainer.accelerator": ("auto", "cpu", "gpu", "cuda", "mps", "tpu"),
+    "trainer.precision": ("transformer-engine", "transformer-engine-float16", "16-true", "16-mixed",
+                          "bf16-true", "bf16-mixed", "32-true", "64-true", "64", "32", "16", "bf16", 64, 32, 16),
+}
+
+_PROBABILITY = (0.0, 1.0)
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "seed": (0, 2 ** 32 - 1), "cpu_threads": (1, None),
+    "data.batch_size": (1, None), "data.val_batch_size": (1, None), "data.num_workers": (0, None),
+    "data.input_size": (1, None), "data.stride": (1, None), "data.max_persons": (1, None),
+    "data.train_max_images": (1, None), "data.val_max_images": (1, None), "data.min_keypoints": (0, 17),
+    "data.padding": (0, None), "data.det_min_score": (0, None), "data.synth.seed": (0, 2 ** 32 - 1),
+    "trainer.max_steps": (-1, None), "trainer.max_epochs": (-1, None), "trainer.num_nodes": (1, None),
+    "trainer.log_every_n_steps": (1, None), "trainer.check_val_every_n_epoch": (1, None),
+    "trainer.accumulate_grad_batches": (1, None), "trainer.limit_train_batches": (0, None),
+    "trainer.limit_val_batches": (0, None), "trainer.num_sanity_val_steps": (-1, None),
+    "trainer.gradient_clip_val": (0, None),
+    "optim.lr": (0, None), "optim.weight_decay": (0, None), "optim.gamma": (0, None),
+    "checkpoint.save_top_k": (-1, None), "checkpoint.every_n_train_steps": (1, None),
+    "figures.every_n_validations": (0, None), "figures.samples": (0, None),
+    "val.oks_nms": _PROBABILITY,
+    "model.width": (0, None), "model.net.width": (0, None), "model.feat_channels": (1, None),
+    **{f"data.augment.{k}": _PROBABILITY for k in (
+        "flip_prob", "crop_prob", "photometric", "blur", "occlude", "occlude_first", "temporal", "temporal_warp",
+        "rotate_prob", "color_prob", "blur_prob")},
+    "data.augment.temporal_gap": (1, None), "data.augment.max_rotate": (0, 180),
+    "data.augment.max_translate": (0, None), "data.augment.shift": (0, None), "data.augment.margin": (0, None),
+}
+#: keys whose lower bound is exclusive (a positive number)
+POSITIVE = {"optim.lr", "optim.gamma", "model.width", "model.net.width", "data.padding"}
+
+_KIND_TEXT = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
+              "list": "a list", "dict": "a mapping"}
+
+
+def _kind(v) -> str | None:
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        return "bool"
+    if isinstance(v, int):
+        return "int"
+    if isinstance(v, float):
+        return "float"
+    if isinstance(v, str):
+        return "str"
+    if isinstance(v, (list, tuple, ListConfig)):
+        return "list"
+    if isinstance(v, (dict, DictConfig)):
+        return "dict"
+    return type(v).__name__
+
+
+def _leaves(d: dict, prefix: str = "") -> Iterator[tuple[str, object]]:
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _leaves(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+_SCHEMAS: dict[str, dict[str, tuple[set, bool, set]]] = {}
+
+
+def schema(stage: str) -> dict[str, tuple[set, bool, set]]:
+    """key -> (kinds of its values, may be null, kinds of list elements), from base.yaml, the stage file
+    and every preset of the stage, each with the files it inherits from."""
+    if stage not in _SCHEMAS:
+        files = [CONFIG_DIR / "base.yaml", CONFIG_DIR / f"{stage}.yaml"] + \
+            [preset_path(stage, p) for p in available_presets(stage)]
+        out: dict[str, tuple[set, bool, set]] = {}
+        for f in _with_bases(files):
+            own = _read_yaml(f)
+            own.pop(BASE_KEY, None)
+            for key, v in _leaves(_merge_file_dicts({}, own, f)):
+                kinds, nullable, elems = out.get(key, (set(), False, set()))
+                k = _kind(v)
+                if k is None or v == "???":
+                    nullable = nullable or k is None
+                else:
+                    kinds = kinds | {k}
+                if isinstance(v, list):
+                    elems = elems | {_kind(e) for e in v if e is not None}
+                out[key] = (kinds, nullable, elems)
+        _SCHEMAS[stage] = out
+    return _SCHEMAS[stage]
+
+
+def _with_bases(files: list[Path]) -> list[Path]:
+    """The files and, recursively, their ``_base_`` parents (each once)."""
+    out: list[Path] = []
+    todo = list(files)
+    while todo:
+        f = todo.pop(0).resolve()
+        if f in out:
+            continue
+        out.append(f)
+        bases = _read_yaml(f).get(BASE_KEY) or []
+        todo += [f.parent / b for b in ([bases] if isinstance(bases, str) else bases)]
+    return out
+
+
+def _type_ok(kind: str | None, allowed) -> bool:
+    return kind in allowed or (kind == "int" and "float" in allowed)
+
+
+def _show(v) -> str:
+    return repr(v) if isinstance(v, str) else str(v)
+
+
+def check_values(cfg: DictConfig, stage: str) -> None:
+    """Raise ConfigError naming the key for the first value of a resolved ``cfg`` of the wrong type, not
+    among its choices, or out of its range."""
+    sch = schema(stage)
+    values = OmegaConf.to_container(cfg, resolve=True)
+    for key, v in _leaves(values):
+        kinds, nullable, elems = sch.get(key, (set(), True, set()))
+        allowed = set(TYPES.get(key, ())) or kinds
+        k = _kind(v)
+        if k is None:
+            if not nullable and allowed:
+                raise ConfigError(f"config key {key}: null is not allowed (expected {_expected(allowed)})")
+            continue
+        if allowed and not _type_ok(k, allowed):
+            raise ConfigError(f"config key {key}: {_show(v)} is not {_expected(allowed)}")
+        if k == "list" and elems:
+            for e in v:
+                if not _type_ok(_kind(e), elems):
+                    raise ConfigError(f"config key {key}: element {_show(e)} of {v} is not {_expected(elems)}")
+        if key in CHOICES and v not in CHOICES[key]:
+            shown = ", ".join(str(c) for c in dict.fromkeys(str(c) for c in CHOICES[key]))
+            raise ConfigError(f"config key {key}: {_show(v)} is not one of: {shown}")
+        if key in RANGES:
+            for x in (v if isinstance(v, list) else [v]):
+                if isinstance(x, (int, float)) and not isinstance(x, bool):
+                    _check_range(key, x)
+    _check_lightning(values)
+
+
+def _expected(kinds) -> str:
+    return " or ".join(_KIND_TEXT.get(k, k) for k in sorted(kinds))
+
+
+def _check_range(key: str, x: float) -> None:
+    lo, hi = RANGES[key]
+    if (lo is not None and (x < lo or (key in POSITIVE and x <= lo))) or (hi is not None and x > hi):
+        low = "" if lo is None else (f"> {lo}" if key in POSITIVE else f">= {lo}")
+        high = "" if hi is None else f"<= {hi}"
+        raise ConfigError(f"config key {key}: {x} is out of range (must be {' and '.join(b for b in (low, high) if b)})")
+
+
+def _check_lightning(values: dict) -> None:
+    t = values.get("trainer", {})
+    dev = t.get("devices")
+    if isinstance(dev, int) and not isinstance(dev, bool) and dev != -1 and dev < 1:
+        raise ConfigError(f"config key trainer.devices: {dev} is not allowed (a count >= 1, -1 for all, 'auto', "
+                          f"or a list of device indices)")
+    if isinstance(dev, str) and dev != "auto" and not all(p.strip().isdigit() for p in dev.split(",") if p.strip()):
+        raise ConfigError(f"config key trainer.devices: {dev!r} is not 'auto', a count or device indices")
+    strategy = t.get("strategy")
+    if isinstance(strategy, str) and strategy not in ("auto", "ddp", "ddp_spawn", "fsdp", "deepspeed"):
+        from pytorch_lightning.strategies import StrategyRegistry
+
+        known = ["auto", *StrategyRegistry.available_strategies()]
+        if strategy not in known:
+            close = difflib.get_close_matches(strategy, known, n=3)
+            raise ConfigError(f"config key trainer.strategy: {strategy!r} is not a Lightning strategy"
+                              + (f"; did you mean: {', '.join(close)}?" if close else f"; one of: {', '.join(known)}"))
+    mt = t.get("max_time")
+    if isinstance(mt, str):
+        parts = mt.split(":")
+        if len(parts) != 4 or not all(p.isdigit() for p in parts):
+            raise ConfigError(f"config key trainer.max_time: {mt!r} is not DD:HH:MM:SS (e.g. \"00:02:00:00\")")
+
+
+def _check_missing(cfg: DictConfig, prefix: str = "") -> None:
+    for k in cfg.keys():
+        if OmegaConf.is_missing(cfg, k):
+            raise ConfigError(f"config key {prefix}{k}: a value is required (it is ???); give it as "
+                              f"{prefix}{k}=VALUE")
+        node = cfg._get_node(k)
+        if isinstance(node, DictConfig):
+            _check_missing(node, f"{prefix}{k}.")
+
+
 def load_config(stage: str, presets: Iterable[str] = (), overrides: Iterable[str] = ()) -> DictConfig:
     """Merge base -> stage -> presets (in order) -> ``key=value`` overrides; returns a struct config."""
     stage_file = CONFIG_DIR / f"{stage}.yaml"
@@ -146,16 +364,21 @@ def load_config(stage: str, presets: Iterable[str] = (), overrides: Iterable[str
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override '{item}' is not of the form key=value")
+        key, _, value = item.partition("=")
+        if value.strip() == "???":   # omegaconf would merge it as "keep the old value": say so instead
+            raise ConfigError(f"command line: {key}=???: give a value for config key {key} (??? is not one)")
     if overrides:
         try:
             dot = OmegaConf.from_dotlist(overrides)
         except OmegaConfBaseException as e:
             raise ConfigError(f"command line: {e}") from None
         cfg = _merge_checked(cfg, dot, source="command line")
+    _check_missing(cfg)
     if cfg.stage != stage:
         raise ConfigError(f"{stage_file}: 'stage' must be '{stage}', found '{cfg.stage}'")
     try:
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as e:
         raise ConfigError(f"cannot resolve config: {e}") from None
+    check_values(cfg, stage)
     return cfg

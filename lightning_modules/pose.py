@@ -10,13 +10,11 @@ Loss, per stage (intermediate supervision), weighted by ``stage_weights``:
 
 Validation: every crop is decoded (flip test by default) and mapped back to image pixels; rank 0 runs
 COCOeval over the gathered predictions (OKS-NMS first when the boxes are detections) and the numbers
-are broadcast, so ``val/coco_ap`` can be monitored under DDP. A contact sheet of a few validation crops
-with predicted (orange) and GT (green) skeletons goes to ``<run_dir>/figures/`` and W&B.
+are broadcast, so ``val/coco_ap`` can be monitored under DDP. ``validation_step`` returns the decoded
+crop poses, from which ``callbacks.figures.PoseFigure`` draws its contact sheet.
 """
 from __future__ import annotations
 
-import logging
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
@@ -28,9 +26,7 @@ from torch import Tensor
 from corrtrack.keypoints import POSETRACK_UNUSED_SLOTS, layout as keypoint_layout
 from corrtrack.nets.pose import PoseNet
 from corrtrack.oks import oks_nms
-from corrtrack.pose import DEFAULT_INPUT_SIZE, crop_to_image, decode, flip_test_decode, from_input_tensor, pose_grid, pose_score
-
-log = logging.getLogger(__name__)
+from corrtrack.pose import DEFAULT_INPUT_SIZE, crop_to_image, decode, flip_test_decode, pose_score
 
 
 class PoseEstimatorModule(pl.LightningModule):
@@ -44,8 +40,6 @@ class PoseEstimatorModule(pl.LightningModule):
         heatmap_weight, offset_weight, stage_weights: loss weights.
         flip_test: flip test in validation (and the default of ``PoseEstimator.from_checkpoint``).
         oks_nms: OKS threshold of the NMS applied to validation predictions from detection boxes (None: off).
-        figure_crops, figure_every_n_epochs: validation contact sheet (0 = none).
-        figures_dir: where the sheets go (not a hyper-parameter).
         stage: the training stage, "pose" or "finetune" (saved for ``corrtrack.checkpoints.stage_of``).
     """
 
@@ -53,18 +47,15 @@ class PoseEstimatorModule(pl.LightningModule):
                  padding: float = 1.25, lr: float = 1e-3, weight_decay: float = 0.0,
                  milestones: Sequence[int] = (200,), gamma: float = 0.1, heatmap_weight: float = 1.0,
                  offset_weight: float = 1.0, stage_weights: Sequence[float] = (1.0, 1.0),
-                 flip_test: bool = True, oks_nms: float | None = None, figure_crops: int = 16,
-                 figure_every_n_epochs: int = 1, figures_dir: str | None = None, stage: str = "pose"):
+                 flip_test: bool = True, oks_nms: float | None = None, stage: str = "pose"):
         super().__init__()
-        self.save_hyperparameters(ignore=["figures_dir"])
+        self.save_hyperparameters()
         self.hparams["net"] = dict(net)
         self.hparams["input_size"] = [int(v) for v in input_size]
         self.net = PoseNet(**dict(net))
         self.flip_perm = keypoint_layout(layout)["flip_perm"]
         self.sigmas = keypoint_layout(layout)["sigmas"]
-        self.figures_dir = Path(figures_dir) if figures_dir else None
         self._val_preds: list[dict[str, np.ndarray]] = []
-        self._val_figure: dict[str, np.ndarray] | None = None
 
     def forward(self, x: Tensor) -> dict[str, list[Tensor]]:
         return self.net(x)
@@ -102,9 +93,10 @@ class PoseEstimatorModule(pl.LightningModule):
     # -- validation ---------------------------------------------------------------------------------
     def on_validation_epoch_start(self) -> None:
         self._val_preds = []
-        self._val_figure = None
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, np.ndarray]:
+        """Decodes and keeps the batch's poses (image pixels); returns ``crop_poses`` (B, J, 3) in crop
+        pixels for callbacks."""
         x = batch["image"]
         n = x.shape[0]
         stride = int(self.net.stride)
@@ -125,15 +117,7 @@ class PoseEstimatorModule(pl.LightningModule):
         self._val_preds.append({"index": batch["index"].cpu().numpy(),
                                 "image_id": batch["image_id"].cpu().numpy(), "poses": poses,
                                 "box_score": batch["box_score"].cpu().double().numpy()})
-        k = int(self.hparams.figure_crops)
-        if batch_idx == 0 and k > 0 and self._want_figure():
-            self._val_figure = {"crops": from_input_tensor(x[:k]), "poses": crop_np[:k],
-                                "gt": batch["keypoints"][:k].cpu().numpy()}
-
-    def _want_figure(self) -> bool:
-        every = int(self.hparams.figure_every_n_epochs)
-        return every > 0 and self.global_rank == 0 and (self.current_epoch % every == 0) \
-            and not self.trainer.sanity_checking
+        return {"crop_poses": crop_np}
 
     def _gather_predictions(self) -> dict[str, np.ndarray] | None:
         """All ranks' predictions on rank 0 (None elsewhere), deduplicated by crop index (a distributed
@@ -182,7 +166,6 @@ class PoseEstimatorModule(pl.LightningModule):
 
                 stats = coco_keypoint_eval(dm.coco_gt, self.coco_results(preds), self.sigmas,
                                            image_ids=sorted({int(i) for i in preds["image_id"]}))
-            self._save_figure()
         stats = self.trainer.strategy.broadcast(stats, src=0)
         if stats is not None:
             # every rank logs the broadcast value (sync_dist only averages equal numbers)
@@ -191,26 +174,6 @@ class PoseEstimatorModule(pl.LightningModule):
             self.log("val/coco_ap75", stats["ap75"], sync_dist=True)
             self.log("val/coco_ar", stats["ar"], sync_dist=True)
         self._val_preds = []
-
-    def _save_figure(self) -> None:
-        if self._val_figure is None:
-            return
-        f = self._val_figure
-        skeleton = keypoint_layout(self.hparams.layout)["skeleton"]
-        sheet = pose_grid(f["crops"], f["poses"], skeleton, gt=f["gt"])
-        self._val_figure = None
-        if self.figures_dir is not None:
-            import cv2
-
-            self.figures_dir.mkdir(parents=True, exist_ok=True)
-            path = self.figures_dir / f"pose_val_epoch{self.current_epoch:03d}.png"
-            cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
-        for lg in self.loggers:
-            if lg.__class__.__name__ == "WandbLogger":
-                try:
-                    lg.log_image(key="val/poses", images=[sheet], step=self.global_step)
-                except Exception as e:  # a figure must never kill a run
-                    log.warning("could not log the pose figure to W&B: %s", e)
 
     # -- optimisation -------------------------------------------------------------------------------
     def configure_optimizers(self):

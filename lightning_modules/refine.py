@@ -1,6 +1,6 @@
 """RefinementModule: trains the refinement module on a frozen Siamese stage (paper §4.2-4.3, eq. 5).
 
-The Siamese stage comes from a ``SiameseModule`` checkpoint and is frozen explicitly (DESIGN §7):
+The Siamese stage comes from a ``SiameseModule`` checkpoint and is frozen explicitly (paper §6.1, module-wise training):
 ``requires_grad`` off, eval mode (BatchNorm uses and keeps its running statistics), and kept in eval
 mode when Lightning calls ``train()``; its forward runs under ``torch.no_grad``. Only the refinement
 net is optimised. A RefinementModule checkpoint holds both nets, so it alone rebuilds the full
@@ -39,10 +39,10 @@ class RefinementModule(CorrespondenceModule):
     stage_name = "refine"
 
     def __init__(self, net: dict | None = None, input_size: int = 256, stride: int = 4,
-                 optim: dict | None = None, loss: dict | None = None, vis: dict | None = None,
-                 joint_layout: str = "coco", siamese_ckpt: str | None = None, stage: str = "refine"):
+                 optim: dict | None = None, loss: dict | None = None, joint_layout: str = "coco",
+                 siamese_ckpt: str | None = None, stage: str = "refine"):
         # ``stage`` is saved for corrtrack.checkpoints (and handed back by load_from_checkpoint); fixed here
-        super().__init__(optim, loss, vis)
+        super().__init__(optim, loss)
         net = dict(net or {})
         self.siamese = freeze(SiameseNet(**dict(net.get("siamese") or {})))
         ref_kwargs = dict(net.get("refinement") or {})

@@ -124,8 +124,12 @@ def test_propagation_benchmark_cli(tmp_path, capsys):
     assert "zero motion" in capsys.readouterr().out
     chart = cv2.imread(str(out.with_suffix(".png")))
     assert chart is not None and chart.shape == (420, 900, 3)
-    # the DIS bar of the first group (> 80 %) is drawn in its colour well above the axis
-    assert (chart[200:330] == np.array(bench.COLUMN_COLOURS["dis_flow"], np.uint8)).all(-1).any()
+    # the DIS bars (> 80 %) are drawn in their colour over most of the plot's height (about 280 px); the
+    # zero-motion bars (0 %) leave only the legend's patch (and stray anti-aliased text pixels)
+    rgb = chart[..., ::-1]
+    rows_with = {c: int((rgb == np.array(bench.COLUMN_COLOURS[c], np.uint8)).all(-1).any(1).sum())
+                 for c in ("dis_flow", "zero")}
+    assert rows_with["dis_flow"] > 200 and rows_with["zero"] < 30
 
 
 def test_propagation_without_sidecar_or_ckpt(tmp_path):

@@ -40,3 +40,29 @@ def test_throughput_counts_batches_after_warmup(tmp_path):
     rate = float(trainer.callback_metrics["perf/samples_per_s"])
     assert math.isfinite(rate) and rate > 0
     assert abs(rate - cb._samples / cb._seconds) < 1e-3 * rate
+
+
+def test_figures_go_to_one_file_scheme_and_to_wandb_loggers_only(tmp_path):
+    from types import SimpleNamespace
+
+    import cv2
+    import numpy as np
+    from pytorch_lightning.loggers import CSVLogger, WandbLogger
+
+    from callbacks.figures import WANDB_KEY, PoseFigure, figure_path
+
+    class RecordingWandb(WandbLogger):
+        def __init__(self):            # no wandb run: only the isinstance check and log_image matter
+            self.calls = []
+
+        def log_image(self, key, images, step=None, **kwargs):
+            self.calls.append((key, images[0].shape, step))
+
+    wandb, csv = RecordingWandb(), CSVLogger(str(tmp_path / "csv"))
+    image = np.zeros((20, 30, 3), np.uint8)
+    image[:, :, 0] = 255                                       # red in RGB
+    fig = PoseFigure(tmp_path / "figures", "finetune")
+    path = fig.save(SimpleNamespace(loggers=[csv, wandb]), image, epoch=7, step=42)
+    assert path == figure_path(tmp_path / "figures", "finetune", 7) == tmp_path / "figures" / "finetune_val_epoch007.png"
+    assert cv2.imread(str(path))[0, 0].tolist() == [0, 0, 255]  # written as BGR: the RGB image round-trips
+    assert wandb.calls == [(WANDB_KEY, (20, 30, 3), 42)]

@@ -105,3 +105,41 @@ def test_base_key_errors_name_the_file(tmp_path):
     (tmp_path / "q.yaml").write_text("_base_: p.yaml\nm: {_delete_: true, c: 3}\nn: {b: 2}\nl: [3]\n")
     assert OmegaConf.to_container(_load_yaml(tmp_path / "q.yaml")) == \
         {"m": {"c": 3}, "n": {"a": 1, "b": 2}, "l": [3]}
+
+
+# ------------------------------------------------------------------------------------------ value checks
+
+def test_choices_mirror_the_core_definitions():
+    import typing
+
+    from corrtrack.nets.correspondence import DESCRIPTOR_SAMPLING, SiameseVariant
+    from corrtrack.synth.presets import PRESETS
+    from experiments.config import CHOICES
+
+    assert set(CHOICES["data.synth.preset"]) == set(PRESETS)
+    assert set(CHOICES["model.variant"]) == set(typing.get_args(SiameseVariant))
+    assert set(CHOICES["model.descriptor"]) == set(DESCRIPTOR_SAMPLING)
+
+
+@pytest.mark.parametrize("override,words", [
+    ("trainer.max_steps=abc", "trainer.max_steps: 'abc' is not an integer"),
+    ("model.variant=bogus", "model.variant: 'bogus' is not one of: paper, release"),
+    ("data.batch_size=0", "data.batch_size: 0 is out of range (must be >= 1)"),
+    ("optim.lr=1", None),                    # an int where a float is expected is fine
+    ("trainer.devices=auto", None),          # Lightning's wider types
+    ("model.variant=???", "give a value for config key model.variant"),
+    ("data.augment.scale=[a,1]", "data.augment.scale: element 'a'"),
+])
+def test_values_are_type_and_range_checked_at_load(override, words):
+    if words is None:
+        load_config("siamese", [], [override])
+        return
+    with pytest.raises(ConfigError, match=words.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        load_config("siamese", [], [override])
+
+
+def test_a_preset_of_wrong_type_names_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("trainer:\n  max_epochs: ten\n")
+    with pytest.raises(ConfigError, match=r"trainer\.max_epochs: 'ten' is not an integer"):
+        load_config("pose", [str(bad)])

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from corrtrack import checkpoints
+from callbacks.figures import AffinityFigure
 from datamodules.pairs import AffinePairDataset, AugmentConfig, collate_pairs
 from datamodules.sources import ImageRecord
 from lightning_modules.refine import RefinementModule
@@ -103,10 +104,10 @@ def test_include_absent_switch_changes_the_loss(pair_loader):
         assert float(a.maps(batch)["loss"]) != pytest.approx(float(b.maps(batch)["loss"]))
 
 
-def _trainer(tmp_path: Path, steps: int) -> pl.Trainer:
+def _trainer(tmp_path: Path, steps: int, callbacks: list | None = None) -> pl.Trainer:
     return pl.Trainer(max_steps=steps, limit_val_batches=1, num_sanity_val_steps=0, logger=False,
                       enable_checkpointing=True, default_root_dir=str(tmp_path), enable_progress_bar=False,
-                      enable_model_summary=False, accelerator="cpu", log_every_n_steps=1)
+                      enable_model_summary=False, accelerator="cpu", log_every_n_steps=1, callbacks=callbacks)
 
 
 def test_frozen_siamese_does_not_change_and_checkpoint_contract(pair_loader, tmp_path):
@@ -155,27 +156,29 @@ def test_frozen_siamese_does_not_change_and_checkpoint_contract(pair_loader, tmp
 def test_affinity_figure_is_written(pair_loader, tmp_path):
     torch.manual_seed(0)
     module = RefinementModule(net=TINY, input_size=S)
-    module.figure_dir = tmp_path / "figures"
-    t = _trainer(tmp_path, 1)
+    figure = AffinityFigure(tmp_path / "figures", "refine", every_n_validations=1, samples=3)
+    t = _trainer(tmp_path, 1, callbacks=[figure])
     t.fit(module, pair_loader, pair_loader)
-    pngs = sorted((tmp_path / "figures").glob("epoch_*.png"))
-    assert [p.name for p in pngs] == ["epoch_000.png"]
+    pngs = sorted((tmp_path / "figures").glob("*.png"))
+    assert [p.name for p in pngs] == ["refine_val_epoch000.png"] and figure.written == pngs
     img = cv2.imread(str(pngs[0]))
-    assert img is not None and img.shape[0] > 100
+    # three query rows; columns: the query on I1, then C and the frozen Siamese S over I2
+    assert img is not None and img.shape[0] > 3 * 150 and img.shape[1] > 3 * 150
 
 
 def test_figures_count_validations_not_epochs(pair_loader, tmp_path):
     """Validation every 2nd epoch (epochs 1 and 3) and a figure every 2nd validation: one figure, of
     epoch 1 (an epoch count would never meet a validation epoch); the sanity check does not count."""
     torch.manual_seed(0)
-    module = SiameseModule(net={"siamese": TINY["siamese"]}, input_size=S, vis={"every_n_epochs": 2})
-    module.figure_dir = tmp_path / "figures"
+    module = SiameseModule(net={"siamese": TINY["siamese"]}, input_size=S)
+    figure = AffinityFigure(tmp_path / "figures", "siamese", every_n_validations=2)
     t = pl.Trainer(max_epochs=4, limit_train_batches=1, limit_val_batches=1, check_val_every_n_epoch=2,
                    num_sanity_val_steps=1, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                   enable_model_summary=False, accelerator="cpu", default_root_dir=str(tmp_path))
+                   enable_model_summary=False, accelerator="cpu", default_root_dir=str(tmp_path),
+                   callbacks=[figure])
     t.fit(module, pair_loader, pair_loader)
-    assert module._val_runs == 2
-    assert [p.name for p in sorted((tmp_path / "figures").glob("epoch_*.png"))] == ["epoch_001.png"]
+    assert figure.validations == 2
+    assert [p.name for p in sorted((tmp_path / "figures").glob("*.png"))] == ["siamese_val_epoch001.png"]
 
 
 def _run(stage: str, items: list[str]) -> Path:
@@ -194,7 +197,7 @@ def test_fast_dev_run_both_stages(world_overrides, outputs, tmp_path):
     summary = json.loads((out / "siamese" / "s" / "summary.json").read_text())
     assert summary["last_checkpoint"] and Path(summary["last_checkpoint"]).is_file()
     assert "val/corr_pck" in summary["final_metrics"]
-    assert (out / "siamese" / "s" / "figures" / "epoch_000.png").is_file()
+    assert (out / "siamese" / "s" / "figures" / "siamese_val_epoch000.png").is_file()
     _run("refine", world_overrides + outputs + small + ["model.siamese_ckpt=latest"])
 
 
@@ -206,7 +209,7 @@ def siamese_ckpt(world_overrides, tmp_path_factory) -> Path:
 
     assert main(["siamese", "debug", *world_overrides, f"output_root={out}", "data.input_size=64",
                  "model.width=0.125", "trainer.max_steps=1", "trainer.limit_train_batches=1",
-                 "vis.every_n_epochs=0", "run_id=s"]) == 0
+                 "figures.every_n_validations=0", "run_id=s"]) == 0
     return out / "siamese" / "s"
 
 

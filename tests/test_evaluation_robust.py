@@ -215,3 +215,18 @@ def test_module_entry_point_without_torch(tmp_path):
             "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_2018_predictions_without_categories_warn_with_the_joint_order(tmp_path, capsys):
+    g, p = _dirs(tmp_path)
+    gt, pr = _pair()
+    save_2018(gt, g / f"{NAME}.json")
+    d = to_2018_dict(pr)
+    d.pop("categories", None)
+    (p / f"{NAME}.json").write_text(json.dumps(d))
+    _, err = _metrics(tmp_path, capsys, g, p)
+    assert f"{NAME}.json: a PoseTrack 2018 prediction file without 'categories'" in err
+    assert "nose, head_bottom, head_top" in err and len(err.strip().splitlines()) == 1
+    save_2018(pr, p / f"{NAME}.json")                      # with categories: no warning
+    _, err = _metrics(tmp_path, capsys, g, p)
+    assert "categories" not in err

@@ -3,8 +3,8 @@ import numpy as np
 from corrtrack import keypoints as K
 
 
-def test_posetrack_to_eval_matches_spec():
-    # SPEC §5: 2018 slot -> eval id
+def test_posetrack_to_eval_matches_the_official_ids():
+    # 2018 slot -> the official evaluation's joint id (docs/method.md §6)
     assert K.POSETRACK_TO_EVAL.tolist() == [13, 12, 14, -1, -1, 9, 8, 10, 7, 11, 6, 3, 2, 4, 1, 5, 0]
     assert K.EVAL_NAMES == ("right_ankle", "right_knee", "right_hip", "left_hip", "left_knee", "left_ankle",
                             "right_wrist", "right_elbow", "right_shoulder", "left_shoulder", "left_elbow",

@@ -2,6 +2,8 @@
 worker-safe and deterministic randomness."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import cv2
 import numpy as np
 import pytest
@@ -151,20 +153,29 @@ def test_validation_pairs_are_deterministic_and_training_pairs_vary(tmp_path):
     torch.testing.assert_close(val[0]["image2"], val[0]["image2"])
     assert not np.allclose(val[0]["affine"], val[1]["affine"])
     train = AffinePairDataset([rec], input_size=S, train=True)
-    assert not np.allclose(train[0]["affine"], train[0]["affine"])
+    assert not np.allclose(train[(0, 0)]["affine"], train[(1, 0)]["affine"])     # a new warp every epoch
+    np.testing.assert_array_equal(train[(1, 0)]["affine"], train[(1, 0)]["affine"])  # a function of (epoch, index)
 
 
-def test_worker_randomness_differs_across_workers_and_epochs(tmp_path):
+def test_training_randomness_is_a_function_of_seed_epoch_index_not_of_workers(tmp_path):
+    from datamodules.sampling import EpochSampler
+
     rec = _dot_record(tmp_path, "w", (80.0, 60.0))
-    ds = AffinePairDataset([rec] * 4, input_size=S, train=True)
-    loader = DataLoader(ds, batch_size=1, num_workers=2, collate_fn=collate_pairs)
-    torch.manual_seed(0)
-    epochs = [torch.cat([b["affine"] for b in loader]) for _ in range(2)]
-    flat = torch.cat(epochs).flatten(1)
-    assert len({tuple(np.round(r.numpy(), 5)) for r in flat}) == len(flat)  # 8 distinct warps
-    torch.manual_seed(0)
-    again = torch.cat([b["affine"] for b in loader])
-    torch.testing.assert_close(again, epochs[0])  # reproducible from the seed
+    ds = AffinePairDataset([rec] * 4, input_size=S, train=True, seed=3)
+
+    def epochs(workers: int) -> torch.Tensor:
+        sampler = EpochSampler(ds, seed=3)
+        loader = DataLoader(ds, batch_size=1, sampler=sampler, num_workers=workers, collate_fn=collate_pairs)
+        out = []
+        for e in range(2):
+            sampler.set_epoch(e)
+            out.append(torch.cat([torch.cat([b["affine"].flatten(1), b["index"][:, None].float()], 1)
+                                  for b in loader]))
+        return torch.cat(out)
+
+    two = epochs(2)
+    assert len({tuple(np.round(r[:6].numpy(), 5)) for r in two}) == len(two)  # 8 distinct warps
+    torch.testing.assert_close(epochs(0), two)   # the same pairs in the same order with or without workers
 
 
 def test_unreadable_image_is_skipped_not_fatal(tmp_path, caplog):
@@ -173,7 +184,18 @@ def test_unreadable_image_is_skipped_not_fatal(tmp_path, caplog):
     bad.path.write_bytes(b"not a png")
     s = AffinePairDataset([bad, good], input_size=S, train=False)[0]
     assert s["query_valid"].any()
-    assert "bad.png" in caplog.text
+    assert [Path(p).name for p in s["skipped"]] == ["bad.png"]      # reported (and counted by the run)
+    assert collate_pairs([s, s])["skipped"] == [str(bad.path)] * 2
+
+
+def test_too_many_unreadable_images_in_a_row_stop_with_their_names(tmp_path):
+    from datamodules.sources import MAX_UNREADABLE_IN_A_ROW, UnreadableDataError
+
+    recs = [_dot_record(tmp_path, f"bad{i}", (80.0, 60.0)) for i in range(MAX_UNREADABLE_IN_A_ROW + 1)]
+    for r in recs:
+        r.path.write_bytes(b"")
+    with pytest.raises(UnreadableDataError, match=r"20 unreadable training images in a row .*bad0.png"):
+        AffinePairDataset(recs, input_size=S, train=True)[(0, 0)]
 
 
 def test_datamodule_on_tiny_world(tiny_world, world_overrides):
@@ -315,3 +337,24 @@ def test_crop_scale_fixes_the_image_to_input_scale(tmp_path):
     m1 = ds._first_affine((360, 640), rec.keypoints.astype(np.float64), np.random.default_rng(0))
     np.testing.assert_allclose(np.linalg.det(m1[:, :2]), 0.4 ** 2, rtol=1e-6)
     assert AugmentConfig.from_config({"crop_scale": [0.3, 0.5]}).crop_scale == (0.3, 0.5)
+
+
+def test_training_sampler_shards_over_the_ranks_and_resumes_part_way(tmp_path):
+    from types import SimpleNamespace
+
+    from datamodules.sampling import EpochSampler, train_sampler
+
+    rec = _dot_record(tmp_path, "s", (80.0, 60.0))
+    ds = AffinePairDataset([rec] * 10, input_size=S, train=True)
+    dm = SimpleNamespace(trainer=SimpleNamespace(world_size=2, global_rank=1), cfg=SimpleNamespace(batch_size=2),
+                         resume_position=None)
+    s = train_sampler(dm, ds, seed=5)
+    assert (s.num_replicas, s.rank, len(s)) == (2, 1, 5)
+    other = EpochSampler(ds, seed=5, num_replicas=2, rank=0)
+    assert not {i for _, i in s} & {i for _, i in other}          # the two ranks see different pairs
+    dm.resume_position = (3, 1)                                      # epoch 3, one batch of 2 done
+    s = train_sampler(dm, ds, seed=5)
+    full = EpochSampler(ds, seed=5, num_replicas=2, rank=1)
+    full.set_epoch(3)
+    assert list(s) == list(full)[2:] and dm.resume_position is None
+    assert list(s) == list(full)                                     # the next pass is whole again

@@ -365,6 +365,41 @@ def test_world_of_an_earlier_preset_definition_is_regenerated(tiny_world, tmp_pa
     assert ensure_world(root, "tiny", 0, progress=False) == root and len(calls) == 1
 
 
+def test_regeneration_never_deletes_user_files(tmp_path, monkeypatch, capsys):
+    """A stale world is replaced; its folder is deleted only when it holds exactly the generated files,
+    otherwise kept beside the new world (user files inside), and that is reported."""
+    import corrtrack.synth.world as W
+
+    def fake_write(root, preset, seed, progress, workers):   # the world's content is not the point here
+        (root / "coco").mkdir()
+        (root / "coco" / "a.json").write_text(f"{seed}")
+        return {}
+
+    monkeypatch.setattr(W, "_write_world", fake_write)
+    root = tmp_path / "w"
+    W.generate_world(root, "tiny", 0, progress=False)
+    assert W.foreign_files(root) == []
+    (root / "preview").mkdir()
+    (root / "preview" / "sheet.png").write_bytes(b"x")        # drawn later by the preview: generated too
+    W.generate_world(root, "tiny", 1, progress=False)          # only generated files: the old one goes
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["w"]
+    assert (root / "coco" / "a.json").read_text() == "1"
+
+    (root / "notes.txt").write_text("mine")
+    (root / "coco" / "a.json").write_text("edited by me")
+    assert W.foreign_files(root) == ["coco/a.json", "notes.txt"]
+    W.generate_world(root, "tiny", 2, progress=False)
+    kept = [p for p in tmp_path.iterdir() if p.name.startswith("w.previous-")]
+    assert len(kept) == 1 and (kept[0] / "notes.txt").read_text() == "mine"
+    assert (kept[0] / "coco" / "a.json").read_text() == "edited by me"
+    assert (root / "coco" / "a.json").read_text() == "2" and not (root / "notes.txt").exists()
+    assert f"kept as {kept[0]}" in capsys.readouterr().err
+
+    (root / "files.tsv").unlink()                              # a world of an older version: no file list
+    W.generate_world(root, "tiny", 3, progress=False)
+    assert len([p for p in tmp_path.iterdir() if p.name.startswith("w.previous-")]) == 2
+
+
 def _synth_cli(*args: str, timeout: int = 120) -> subprocess.CompletedProcess:
     """`python -m corrtrack.synth ARGS` in a fresh process, output captured."""
     return subprocess.run([sys.executable, "-m", "corrtrack.synth", *args], cwd=ROOT, capture_output=True,

@@ -65,3 +65,23 @@ def test_shipped_weights_load_and_match_their_manifest():
     assert manifest["command"] and manifest["commit"]
     total = sum((W.WEIGHTS_DIR / e["file"]).stat().st_size for e in manifest["files"].values())
     assert total <= 20 * 2**20
+    # each file loads through the loader the tracker uses
+    from corrtrack.correspondence import load_correspondence_checkpoint
+    from corrtrack.pose import PoseEstimator
+    from corrtrack.reid import ReIDEmbedder
+
+    assert PoseEstimator.from_checkpoint(W.shipped("pose")).layout == "posetrack"
+    assert load_correspondence_checkpoint(W.shipped("correspondence"), input_size=256).siamese is not None
+    emb = ReIDEmbedder.from_checkpoint(W.shipped("reid"))
+    import numpy as np
+
+    e = emb.embed(np.zeros((64, 48, 3), np.uint8), np.array([[4.0, 4.0, 30.0, 50.0]]))
+    assert e.shape[0] == 1 and abs(float(np.linalg.norm(e[0])) - 1.0) < 1e-4
+
+
+def test_verify_refuses_a_file_of_another_stage(tmp_path):
+    run, _ = _fake_run(tmp_path)
+    out = tmp_path / "weights"
+    W.export({"reid": run}, out)  # Siamese weights exported under the re-ID role
+    with pytest.raises(W.WeightsError, match="'siamese' stage"):
+        W.verify(out)

@@ -1,4 +1,4 @@
-"""Per-joint average precision with poseval's person assignment (SPEC §6 "mAP").
+"""Per-joint average precision with poseval's person assignment (docs/evaluation.md).
 
 Per frame: a prediction's PCKh against a GT person = matched joints / GT joints; each prediction keeps
 only its best GT (lowest index on ties); each GT takes, among the predictions that kept it, the one with

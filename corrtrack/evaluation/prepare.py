@@ -1,6 +1,6 @@
 """Turn paired GT / prediction sequences into per-frame arrays, in poseval's preprocessing order.
 
-Order (SPEC §6), per sequence:
+Order (poseval's; docs/evaluation.md), per sequence:
 1. frames are paired by position (by image file name when the counts differ); GT frames with no person
    are dropped with their prediction frame (``is_labeled`` is not read);
 2. persons without points (2017 ``annorect`` without ``annopoints``) are removed; in frames with ignore
@@ -64,7 +64,7 @@ class Report:
 
 @dataclass
 class PreparedFrame:
-    """One evaluated frame. Arrays are in evaluation-joint order (15 joints, SPEC §5).
+    """One evaluated frame. Arrays are in evaluation-joint order (15 joints, ``keypoints.EVAL_NAMES``).
 
     gid (G,) / pid (P,): per-sequence compact track indices of the kept GT / predicted persons, in file
     order; gmask (G, 15) / pmask (P, 15): joint present; pscore (P, 15): joint scores (missing -> -9999);
@@ -243,7 +243,7 @@ def sequence_labels(dist: np.ndarray, pp: np.ndarray, gi: np.ndarray, gmask: np.
 
 
 def prepare_sequence(name: str, gt: Sequence, pred: Sequence | None, report: Report) -> PreparedSequence:
-    """Preprocess one GT / prediction pair (SPEC §6 steps 1-2) and compute its distance matrices."""
+    """Preprocess one GT / prediction pair (steps 1-2 above) and compute its distance matrices."""
     gt_src = gt.path or f"GT '{name}'"
     pred_src = (pred.path or f"prediction '{name}'") if pred is not None else f"prediction '{name}'"
     pframes = pair_frames(gt, pred, gt_src, pred_src, report)

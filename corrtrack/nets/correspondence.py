@@ -1,4 +1,4 @@
-"""The keypoint correspondence networks of CorrTrack (paper §4, SPEC §1): the Siamese matching module and
+"""The keypoint correspondence networks of CorrTrack (paper §4.1, §4.2; docs/method.md §1): the Siamese matching module and
 the refinement module, as plain nn.Modules. Descriptors, affinities and propagation live in
 ``corrtrack.correspondence``.
 
@@ -39,7 +39,7 @@ DESCRIPTOR_SAMPLING = ("nearest", "bilinear")
 class SiameseNet(nn.Module):
     """Shared BN-Inception backbone giving per-pixel normalised features at stride 4.
 
-    Variants (SPEC §1; measured cost in docs/networks.md):
+    Variants (docs/method.md §1; measured cost in docs/networks.md):
       - ``"paper"``: layers 1-17 (through inception 4e) with ``keep_stride=4`` (pool2, 3c and 4e run at
         stride 1, later layers dilated 2/4/8), then a 1x1 conv to ``feat_channels``.
       - ``"release"``: the whole body (layers 1-21, to inception 5b, stride 32), then a decoder:
@@ -103,7 +103,7 @@ class SiameseNet(nn.Module):
 
 
 class RefinementNet(nn.Module):
-    """Refines the Siamese affinity maps of one person: concat(F1, F2, S^p) -> logits C^p (SPEC §1).
+    """Refines the Siamese affinity maps of one person: concat(F1, F2, S^p) -> logits C^p (paper §4.2).
 
     The body is BN-Inception layers 3-17 (conv2 through inception 4e) taking ``in_channels`` (= 2 x 32
     features + 17 maps = 81) at the feature resolution (64x64 for a 256x256 pair). The output keeps that

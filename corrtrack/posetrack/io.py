@@ -722,7 +722,7 @@ def _head_corners(head: np.ndarray) -> tuple[float, float, float, float]:
 
 
 def to_2018_dict(seq: Sequence) -> dict:
-    """The PoseTrack 2018 JSON object of a sequence (SPEC §5 fields)."""
+    """The PoseTrack 2018 JSON object of a sequence (the official release's fields)."""
     images, annotations = [], []
     n = len(seq.frames)
     ann_id = 0
@@ -759,7 +759,7 @@ def to_2018_dict(seq: Sequence) -> dict:
 
 
 def to_2017_dict(seq: Sequence) -> dict:
-    """The PoseTrack 2017 ``annolist`` JSON object of a sequence (SPEC §5 fields)."""
+    """The PoseTrack 2017 ``annolist`` JSON object of a sequence (the official release's fields)."""
     annolist = []
     for i, fr in enumerate(seq.frames):
         rects = []

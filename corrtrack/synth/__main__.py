@@ -3,7 +3,9 @@
 ``python -m corrtrack.synth --out DIR --preset {tiny,small,standard,hard} [--seed N] [--preview]``.
 
 Also ``python -m corrtrack.synth --preview-only DIR`` to (re)draw the preview of an existing world.
-An existing complete world of the same preset and seed is kept (``--force`` regenerates it).
+An existing complete world of the same preset and seed is kept (``--force`` regenerates it); files you
+put into a world's folder are never deleted (``corrtrack.synth.world``). Bad arguments get one line
+naming the argument or file and exit status 2 (a traceback with ``--debug``).
 """
 
 from __future__ import annotations
@@ -13,7 +15,20 @@ import sys
 import time
 from pathlib import Path
 
+from corrtrack.cli import entry_point
 from corrtrack.synth.presets import PRESETS
+
+
+def _count(name: str, minimum: int):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be an integer, got {text!r}") from None
+        if v < minimum:
+            raise argparse.ArgumentTypeError(f"{name} must be >= {minimum}, got {v}")
+        return v
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -28,7 +43,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--preset", default="small", choices=sorted(PRESETS), help="size / difficulty (default: small)"
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed; the output is identical for a seed")
+    p.add_argument("--seed", type=_count("--seed", 0), default=0,
+                   help="random seed (>= 0); the output is identical for a seed")
     p.add_argument(
         "--preview", action="store_true", help="also draw DIR/preview: contact sheet, GIF per video"
     )
@@ -39,12 +55,15 @@ def _parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="regenerate even if a complete world is already there"
     )
     p.add_argument(
-        "--workers", type=int, default=None, help="render processes (default: 1 for tiny, else <= 4)"
+        "--workers", type=_count("--workers", 1), default=None,
+        help="render processes (default: 1 for tiny, else <= 4)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--debug", action="store_true", help="show a traceback on errors (also CORRTRACK_DEBUG=1)")
     return p
 
 
+@entry_point
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from corrtrack.synth.preview import make_preview
@@ -99,6 +118,10 @@ def main(argv: list[str] | None = None) -> int:
             )
     except FileExistsError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:   # unwritable or impossible --out
+        print(f"error: --out {args.out}: cannot write the world there ({e.strerror or e}: {e.filename})",
+              file=sys.stderr)
         return 2
     m = read_marker(args.out) or {}
     c = m.get("counts", {})

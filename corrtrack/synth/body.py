@@ -310,19 +310,9 @@ def _smooth_pulse(x: np.ndarray | float) -> np.ndarray | float:
     return 0.5 - 0.5 * np.cos(x)
 
 
-def action_pose(action: str, phase: float, style: Style, amount: float = 1.0) -> Pose:
-    """Pose of ``action`` at ``phase`` (radians; one cycle = 2 pi).
-
-    ``amount`` in [0, 1] scales gait amplitude (a slow walk swings less). Every angle is a smooth
-    (sinusoidal) function of the phase, so a steadily advancing phase gives smooth joint trajectories.
-    """
-    p = Pose()
-    s, c = np.sin(phase), np.cos(phase)
-    p.head_yaw = style.head_yaw
-    p.head_pitch = style.head_pitch
-    p.torso_pitch = style.lean
-    p.sh_abd[:] = style.arm_abd
-    p.elbow[:] = 0.15 + style.elbow
+def _gait_pose(p: Pose, action: str, phase: float, style: Style, amount: float) -> None:
+    """Walking and running: legs, arms, bob and twist follow the gait phase, scaled by ``amount``."""
+    s = np.sin(phase)
     sw = style.stride
     if action == "walk":
         a = amount * sw
@@ -348,7 +338,12 @@ def action_pose(action: str, phase: float, style: Style, amount: float = 1.0) ->
         p.bob = 0.05 * a * abs(s)
         p.torso_twist = 0.12 * a * s
         p.head_pitch = style.head_pitch - 0.15
-    elif action == "stand":
+
+
+def _calm_pose(p: Pose, action: str, phase: float, style: Style) -> None:
+    """Standing, waving, arms up and crouching."""
+    s, c = np.sin(phase), np.cos(phase)
+    if action == "stand":
         p.sh_flex[:] = 0.06 * np.sin(style.freqs[:2] * 0.3 * phase + style.phases[:2])
         p.hip_abd[:] = 0.05
         p.torso_roll = 0.04 * np.sin(0.5 * phase + style.phases[2])
@@ -374,7 +369,12 @@ def action_pose(action: str, phase: float, style: Style, amount: float = 1.0) ->
         p.torso_pitch = style.lean + 0.55 * d
         p.sh_flex[:] = 0.2 + 0.9 * d
         p.elbow[:] = 0.3 + 0.6 * d
-    elif action == "jumping_jacks":
+
+
+def _lively_pose(p: Pose, action: str, phase: float, style: Style) -> None:
+    """Jumping jacks, dancing, kicking and pointing."""
+    s = np.sin(phase)
+    if action == "jumping_jacks":
         d = _smooth_pulse(phase)
         p.sh_abd[:] = 0.2 + 2.6 * d
         p.elbow[:] = 0.2
@@ -407,6 +407,26 @@ def action_pose(action: str, phase: float, style: Style, amount: float = 1.0) ->
         p.head_yaw = style.head_yaw + (0.5 if k == 0 else -0.5)
     else:
         raise ValueError(f"unknown action {action!r}; expected one of {ACTIONS}")
+
+
+def action_pose(action: str, phase: float, style: Style, amount: float = 1.0) -> Pose:
+    """Pose of ``action`` at ``phase`` (radians; one cycle = 2 pi).
+
+    ``amount`` in [0, 1] scales gait amplitude (a slow walk swings less). Every angle is a smooth
+    (sinusoidal) function of the phase, so a steadily advancing phase gives smooth joint trajectories.
+    """
+    p = Pose()
+    p.head_yaw = style.head_yaw
+    p.head_pitch = style.head_pitch
+    p.torso_pitch = style.lean
+    p.sh_abd[:] = style.arm_abd
+    p.elbow[:] = 0.15 + style.elbow
+    if action in ("walk", "run"):
+        _gait_pose(p, action, phase, style, amount)
+    elif action in ("stand", "wave", "arms_up", "crouch"):
+        _calm_pose(p, action, phase, style)
+    else:
+        _lively_pose(p, action, phase, style)
     return p
 
 

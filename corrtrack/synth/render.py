@@ -98,46 +98,49 @@ class ItemStats:
     visible_box: np.ndarray | None = None
 
 
-def build_person_view(
-    uid: int,
-    shape: B.BodyShape,
-    look: Appearance,
-    pose: B.Pose,
-    yaw: float,
-    origin: np.ndarray,
-    scale: float,
-    depth: float,
-    roll: float = 0.0,
-    velocity: np.ndarray | None = None,
-    annotate: bool = True,
-) -> PersonView:
-    """Pose a person and turn the body into drawable parts.
+class _PartList:
+    """Drawable parts of one posed person, in drawing order: ``add`` joins two projected points, ``add_pt``
+    two arbitrary image points; depth = the mean depth of the two points plus a bias (``add``)."""
 
-    Args:
-        origin: image position (px) of the ground point below the pelvis.
-        scale: pixels per metre at the person's depth (already including any camera zoom).
-    """
-    pts3 = B.forward_kinematics(shape, pose)
-    xy, z = B.project(pts3, yaw, np.asarray(origin, np.float64), scale, roll)
-    h = shape.height
-    s = scale
-    P = B.P
-    syaw = abs(np.sin(yaw))
-    parts: list[Part] = []
-    limb_r = 0.032 * h * shape.limb * s
+    def __init__(self, xy: np.ndarray, z: np.ndarray):
+        self.xy, self.z = xy, z
+        self.parts: list[Part] = []
 
-    def add(pa, pb, ra, rb, mat, bias=0.0):
-        parts.append(
+    def add(self, pa, pb, ra, rb, mat, bias=0.0) -> None:
+        xy, z = self.xy, self.z
+        self.parts.append(
             Part(xy[pa].copy(), xy[pb].copy(), float(ra), float(rb), mat, float((z[pa] + z[pb]) / 2 + bias))
         )
 
-    def add_pt(a, b, ra, rb, mat, zz):
-        parts.append(
+    def add_pt(self, a, b, ra, rb, mat, zz) -> None:
+        self.parts.append(
             Part(np.asarray(a, np.float64), np.asarray(b, np.float64), float(ra), float(rb), mat, float(zz))
         )
 
-    # Torso: tapered capsule from just above the pelvis to the upper chest; its width follows the
-    # projected shoulder / hip spacing (broad from the front, narrow in profile).
+
+def _skirt(pl: _PartList, look: Appearance, h: float, s: float, spine: np.ndarray, r_waist: float,
+           z_torso: float) -> None:
+    """A flared skirt: quad from the waist to just above the knees, wide enough to cover both thighs."""
+    xy, P = pl.xy, B.P
+    hem_l = xy[P["left_hip"]] + 0.6 * (xy[P["left_knee"]] - xy[P["left_hip"]])
+    hem_r = xy[P["right_hip"]] + 0.6 * (xy[P["right_knee"]] - xy[P["right_hip"]])
+    waist_c = xy[P["pelvis"]] + 0.1 * (xy[P["neck_base"]] - xy[P["pelvis"]])
+    across = np.array([-spine[1], spine[0]]) / (np.linalg.norm(spine) + 1e-9)
+    flare = 0.06 * h * s
+    e = [waist_c + across * r_waist, waist_c - across * r_waist]
+    hem = sorted([hem_l, hem_r], key=lambda p: float(np.dot(p - waist_c, across)))
+    quad = np.array([e[0], e[1], hem[0] - across * flare, hem[1] + across * flare])
+    quad = cv2.convexHull(quad.astype(np.float32)).reshape(-1, 2).astype(np.float64)
+    pl.parts.append(
+        Part(waist_c.copy(), (hem_l + hem_r) / 2, 0.0, 0.0, look.pants, z_torso + 0.009, kind="poly", poly=quad)
+    )
+
+
+def _torso(pl: _PartList, shape: B.BodyShape, look: Appearance, yaw: float, s: float) -> None:
+    """Hips, skirt, long hair, shirt and neck. The torso is a tapered capsule from just above the pelvis
+    to the upper chest; its width follows the projected shoulder / hip spacing (broad from the front,
+    narrow in profile)."""
+    xy, z, P, h = pl.xy, pl.z, B.P, shape.height
     pel, neck = xy[P["pelvis"]], xy[P["neck_base"]]
     sh_half = np.linalg.norm(xy[P["left_shoulder"]] - xy[P["right_shoulder"]]) / 2
     hip_half = np.linalg.norm(xy[P["left_hip"]] - xy[P["right_hip"]]) / 2
@@ -148,70 +151,55 @@ def build_person_view(
     chest = pel + 0.78 * spine
     waist = pel + 0.12 * spine
     z_torso = float(z[P["pelvis"]] + z[P["neck_base"]]) / 2
-    legs_long = look.legwear == "long"
     # Hips / seat in the leg material, behind the shirt.
-    add(
-        P["left_hip"],
-        P["right_hip"],
-        0.055 * h * shape.build * s,
-        0.055 * h * shape.build * s,
-        look.pants,
-        -0.004,
-    )
+    pl.add(P["left_hip"], P["right_hip"], 0.055 * h * shape.build * s, 0.055 * h * shape.build * s, look.pants,
+           -0.004)
     if look.legwear == "skirt":
-        # A flared skirt: quad from the waist to just above the knees, wide enough to cover both thighs.
-        hem_l = xy[P["left_hip"]] + 0.6 * (xy[P["left_knee"]] - xy[P["left_hip"]])
-        hem_r = xy[P["right_hip"]] + 0.6 * (xy[P["right_knee"]] - xy[P["right_hip"]])
-        waist_c = xy[P["pelvis"]] + 0.1 * (xy[P["neck_base"]] - xy[P["pelvis"]])
-        across = np.array([-spine[1], spine[0]]) / (np.linalg.norm(spine) + 1e-9)
-        flare = 0.06 * h * s
-        e = [waist_c + across * r_waist, waist_c - across * r_waist]
-        hem = sorted([hem_l, hem_r], key=lambda p: float(np.dot(p - waist_c, across)))
-        quad = np.array([e[0], e[1], hem[0] - across * flare, hem[1] + across * flare])
-        quad = cv2.convexHull(quad.astype(np.float32)).reshape(-1, 2).astype(np.float64)
-        parts.append(
-            Part(
-                waist_c.copy(),
-                (hem_l + hem_r) / 2,
-                0.0,
-                0.0,
-                look.pants,
-                z_torso + 0.009,
-                kind="poly",
-                poly=quad,
-            )
-        )
+        _skirt(pl, look, h, s, spine, r_waist, z_torso)
     if look.hair_style == "long":
         back = B.rot_y(yaw) @ np.array([0, 0, -0.045 * h])
         hc = xy[P["head_center"]]
         tail = xy[P["neck_base"]] + 0.35 * (xy[P["pelvis"]] - xy[P["neck_base"]]) + s * np.array([back[0], 0])
-        add_pt(hc, tail, 0.05 * h * shape.head * s, 0.06 * h * s, look.hair, z[P["head_center"]] + back[2])
-    add_pt(waist, chest, r_waist, r_chest, look.shirt, z_torso + 0.006)
-    add(P["neck_base"], P["head_bottom"], 0.028 * h * s, 0.026 * h * s, look.skin, -0.01)
+        pl.add_pt(hc, tail, 0.05 * h * shape.head * s, 0.06 * h * s, look.hair, z[P["head_center"]] + back[2])
+    pl.add_pt(waist, chest, r_waist, r_chest, look.shirt, z_torso + 0.006)
+    pl.add(P["neck_base"], P["head_bottom"], 0.028 * h * s, 0.026 * h * s, look.skin, -0.01)
+
+
+def _limbs(pl: _PartList, shape: B.BodyShape, look: Appearance, s: float) -> None:
+    """Arms (sleeves long or short), hands, legs (long trousers, shorts or bare) and shoes of both sides."""
+    xy, z, P, h = pl.xy, pl.z, B.P, shape.height
+    limb_r = 0.032 * h * shape.limb * s
+    legs_long = look.legwear == "long"
     for side in ("left", "right"):
         sh, el, wr, hd = P[f"{side}_shoulder"], P[f"{side}_elbow"], P[f"{side}_wrist"], P[f"{side}_hand"]
         hp, kn, an, toe = P[f"{side}_hip"], P[f"{side}_knee"], P[f"{side}_ankle"], P[f"{side}_toe"]
         bias = 0.03
         if look.sleeves == "long":
-            add(sh, el, limb_r * 1.15, limb_r, look.shirt, bias)
-            add(el, wr, limb_r, limb_r * 0.8, look.shirt, bias)
+            pl.add(sh, el, limb_r * 1.15, limb_r, look.shirt, bias)
+            pl.add(el, wr, limb_r, limb_r * 0.8, look.shirt, bias)
         else:
             mid = xy[sh] + 0.5 * (xy[el] - xy[sh])
-            add(sh, el, limb_r * 0.95, limb_r * 0.85, look.skin, bias - 0.0005)
-            add_pt(xy[sh], mid, limb_r * 1.08, limb_r * 1.02, look.shirt, (z[sh] + z[el]) / 2 + bias)
-            add(el, wr, limb_r * 0.85, limb_r * 0.7, look.skin, bias)
-        add(wr, hd, limb_r * 0.75, limb_r * 0.65, look.skin, bias + 0.001)
+            pl.add(sh, el, limb_r * 0.95, limb_r * 0.85, look.skin, bias - 0.0005)
+            pl.add_pt(xy[sh], mid, limb_r * 1.08, limb_r * 1.02, look.shirt, (z[sh] + z[el]) / 2 + bias)
+            pl.add(el, wr, limb_r * 0.85, limb_r * 0.7, look.skin, bias)
+        pl.add(wr, hd, limb_r * 0.75, limb_r * 0.65, look.skin, bias + 0.001)
         thigh_r = 0.05 * h * shape.limb * s
         shin_r = 0.037 * h * shape.limb * s
         if look.legwear == "shorts":
             mid = xy[hp] + 0.65 * (xy[kn] - xy[hp])
-            add(hp, kn, thigh_r * 0.95, shin_r * 1.05, look.skin, 0.0)
-            add_pt(xy[hp], mid, thigh_r * 1.08, thigh_r * 0.95, look.pants, (z[hp] + z[kn]) / 2 + 0.0005)
+            pl.add(hp, kn, thigh_r * 0.95, shin_r * 1.05, look.skin, 0.0)
+            pl.add_pt(xy[hp], mid, thigh_r * 1.08, thigh_r * 0.95, look.pants, (z[hp] + z[kn]) / 2 + 0.0005)
         else:
-            add(hp, kn, thigh_r, shin_r * 1.1, look.pants if look.legwear == "long" else look.skin, 0.0)
-        add(kn, an, shin_r, shin_r * 0.7, look.pants if legs_long else look.skin, 0.0)
-        add(P[f"{side}_heel"], toe, shin_r * 0.75, shin_r * 0.6, look.shoes, 0.001)
-    # Head: capsule along the projected head axis; ears behind or in front of it by their depth.
+            pl.add(hp, kn, thigh_r, shin_r * 1.1, look.pants if look.legwear == "long" else look.skin, 0.0)
+        pl.add(kn, an, shin_r, shin_r * 0.7, look.pants if legs_long else look.skin, 0.0)
+        pl.add(P[f"{side}_heel"], toe, shin_r * 0.75, shin_r * 0.6, look.shoes, 0.001)
+
+
+def _head(pl: _PartList, pts3: np.ndarray, shape: B.BodyShape, look: Appearance, yaw: float,
+          s: float) -> tuple[HeadInfo, np.ndarray, np.ndarray]:
+    """Ears, bun, the head capsule (along the projected head axis) and a cap; returns the head's drawing
+    info, the face-hidden flags and the head box (x0, y0, x1, y1)."""
+    xy, z, P, h = pl.xy, pl.z, B.P, shape.height
     hc = xy[P["head_center"]]
     top = xy[P["head_top"]]
     up = top - hc
@@ -238,40 +226,62 @@ def build_person_view(
         mouth=xy[P["mouth"]].copy() if nose_vis and facing > 0.2 else None,
         nose=xy[P["nose"]].copy() if nose_vis and abs(face_dx) > 0.45 else None,
     )
+    # Ears behind or in front of the head by their depth.
     z_head = float(z[P["head_center"]]) + 0.02
     for ear in ("left_ear", "right_ear"):
         ez = float(z[P[ear]])
         behind = ez < float(z[P["head_center"]]) - 0.2 * rh / s
-        add_pt(
-            xy[P[ear]],
-            xy[P[ear]],
-            0.014 * h * shape.head * s,
-            0.014 * h * shape.head * s,
-            look.skin,
-            z_head - 0.001 if behind else z_head + 0.001,
-        )
+        pl.add_pt(xy[P[ear]], xy[P[ear]], 0.014 * h * shape.head * s, 0.014 * h * shape.head * s, look.skin,
+                  z_head - 0.001 if behind else z_head + 0.001)
     if look.hair_style == "bun":
         bun = hc + up * rv * 0.85 - side_axis * face_dx * rh * 0.6
-        add_pt(bun, bun, rh * 0.45, rh * 0.45, look.hair, z_head - 0.0005)
-    parts.append(Part(hc - up * (rv - rh), hc + up * (rv - rh), rh, rh, look.skin, z_head, kind="head"))
+        pl.add_pt(bun, bun, rh * 0.45, rh * 0.45, look.hair, z_head - 0.0005)
+    pl.parts.append(Part(hc - up * (rv - rh), hc + up * (rv - rh), rh, rh, look.skin, z_head, kind="head"))
     if look.hair_style == "cap" and look.cap is not None and facing > -0.5:
         brim_base = hc + up * rv * 0.35 + side_axis * np.sign(face_dx) * rh * min(1.0, abs(face_dx) * 1.2)
         brim_tip = brim_base + side_axis * face_dx * rh * 0.7 - up * rh * 0.05
-        add_pt(brim_base, brim_tip, rh * 0.22, rh * 0.18, look.cap, z_head + 0.0005)
+        pl.add_pt(brim_base, brim_tip, rh * 0.22, rh * 0.18, look.cap, z_head + 0.0005)
     ex = np.array([np.hypot(rv * up[0], rh * side_axis[0]), np.hypot(rv * up[1], rh * side_axis[1])])
-    head_box = np.concatenate([hc - ex, hc + ex])
+    return head, hidden, np.concatenate([hc - ex, hc + ex])
+
+
+def build_person_view(
+    uid: int,
+    shape: B.BodyShape,
+    look: Appearance,
+    pose: B.Pose,
+    yaw: float,
+    origin: np.ndarray,
+    scale: float,
+    depth: float,
+    roll: float = 0.0,
+    velocity: np.ndarray | None = None,
+    annotate: bool = True,
+) -> PersonView:
+    """Pose a person and turn the body into drawable parts (torso, limbs, head, in drawing order).
+
+    Args:
+        origin: image position (px) of the ground point below the pelvis.
+        scale: pixels per metre at the person's depth (already including any camera zoom).
+    """
+    pts3 = B.forward_kinematics(shape, pose)
+    xy, z = B.project(pts3, yaw, np.asarray(origin, np.float64), scale, roll)
+    pl = _PartList(xy, z)
+    _torso(pl, shape, look, yaw, scale)
+    _limbs(pl, shape, look, scale)
+    head, hidden, head_box = _head(pl, pts3, shape, look, yaw, scale)
     return PersonView(
         uid=uid,
         joints=xy[: K.NUM_WORLD_JOINTS].copy(),
         face_hidden=hidden,
-        parts=parts,
+        parts=pl.parts,
         head=head,
         head_box=head_box,
         depth=float(depth),
         velocity=np.zeros(2) if velocity is None else np.asarray(velocity, np.float64),
         annotate=annotate,
-        height_px=float(shape.height * s),
-        scale=float(s),
+        height_px=float(shape.height * scale),
+        scale=float(scale),
     )
 
 

@@ -252,15 +252,9 @@ def _view_at(script_centre: np.ndarray, zoom: np.ndarray, W: int, H: int, t: int
     return script_centre[t, 0] - half, script_centre[t, 0] + half
 
 
-def make_video_script(rng: np.random.Generator, preset: Preset) -> VideoScript:
-    """Script one video: camera path, panorama, people (walkers, crossers, runners, look-alikes, ...)."""
-    W, H = preset.video_size
-    T = int(rng.integers(preset.frames[0], preset.frames[1] + 1))
-    fps = preset.fps
-    f = W * rng.uniform(0.9, 1.2)
-    horizon = H * rng.uniform(0.22, 0.42)
-    cam_h = rng.uniform(1.4, 2.0)
-    # Camera path: smooth pan + zoom, optional whip pan (a burst of fast panning).
+def _camera_path(rng: np.random.Generator, preset: Preset, T: int, H: int) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Pan centre (T, 2) and zoom (T,) of a video: smooth pan and zoom, some static cameras, an optional
+    whip pan (a burst of fast panning, recorded in the returned info)."""
     t = np.arange(T, dtype=np.float64)
     v0 = rng.uniform(-1, 1) * preset.pan_speed
     vel = v0 + 0.5 * preset.pan_speed * np.sin(2 * np.pi * t / rng.uniform(25, 60) + rng.uniform(0, 6.3))
@@ -284,21 +278,38 @@ def make_video_script(rng: np.random.Generator, preset: Preset) -> VideoScript:
     zoom = np.clip(
         zm + za * np.sin(2 * np.pi * t / rng.uniform(T * 0.7, T * 2.0) + rng.uniform(0, 6.3)), z_lo, z_hi
     )
-    cam = Camera(focal=f, horizon=horizon, cam_h=cam_h, cx=0.0)
-    # Panorama covering every view, with margin.
+    return centre, zoom, info
+
+
+def _panorama(rng: np.random.Generator, cam: Camera, centre: np.ndarray, zoom: np.ndarray, W: int,
+              H: int) -> tuple[np.ndarray, np.ndarray]:
+    """The world panorama covering every view with a margin, and its origin in world pixels."""
     half_w, half_h = W / 2 / zoom, H / 2 / zoom
     x_lo, x_hi = float((centre[:, 0] - half_w).min()) - 8, float((centre[:, 0] + half_w).max()) + 8
     y_lo, y_hi = float((centre[:, 1] - half_h).min()) - 8, float((centre[:, 1] + half_h).max()) + 8
     origin = np.array([np.floor(x_lo), np.floor(y_lo)])
     Wp, Hp = int(np.ceil(x_hi - origin[0])), int(np.ceil(y_hi - origin[1]))
-    pano = make_background(rng, Wp, Hp, horizon - origin[1], f, cam_h, cam.cx - origin[0])
+    pano = make_background(rng, Wp, Hp, cam.horizon - origin[1], cam.focal, cam.cam_h, cam.cx - origin[0])
+    return pano, origin
 
-    actors: list[Actor] = []
-    next_uid = [0]
 
-    def new_actor(role, look=None, shape=None, **kw) -> Actor:
-        uid = next_uid[0]
-        next_uid[0] += 1
+class _Cast:
+    """The people of one video, added role by role. Every method draws from ``rng`` in a fixed order, so
+    a world is reproducible from its seed; track ids are 1..N in order of creation."""
+
+    def __init__(self, rng: np.random.Generator, preset: Preset, cam: Camera, centre: np.ndarray,
+                 zoom: np.ndarray, T: int):
+        self.rng, self.preset, self.cam, self.centre, self.zoom, self.T = rng, preset, cam, centre, zoom, T
+        self.W, self.H = preset.video_size
+        self.fps = preset.fps
+        self.t = np.arange(T, dtype=np.float64)
+        self.actors: list[Actor] = []
+        self.look_group = 0
+        self.crowd_groups = 0
+
+    def new_actor(self, role, look=None, shape=None, **kw) -> Actor:
+        rng = self.rng
+        uid = len(self.actors)
         a = Actor(
             uid=uid,
             track_id=uid + 1,
@@ -308,231 +319,215 @@ def make_video_script(rng: np.random.Generator, preset: Preset) -> VideoScript:
             role=role,
             **kw,
         )
-        actors.append(a)
+        self.actors.append(a)
         return a
 
-    def in_view_x(tt: int, frac: float) -> float:
-        lo, hi = _view_at(centre, zoom, W, H, tt)
+    def walking_actor(self, role: str, X: np.ndarray, D: np.ndarray, run: bool = False, **kw) -> Actor:
+        """An actor on path (X, D) whose gait follows the path (walk, or run)."""
+        T = self.T
+        a = self.new_actor(role, action="run" if run else "walk", X=X, D=D, yaw=np.zeros(T), phase=np.zeros(T),
+                           amount=np.zeros(T), **kw)
+        a.yaw, a.phase, a.amount, a.action = _gait(self.rng, X, D, self.fps, a.shape, run, 0.0)
+        return a
+
+    def in_view_x(self, tt: int, frac: float) -> float:
+        lo, hi = _view_at(self.centre, self.zoom, self.W, self.H, tt)
         return lo + frac * (hi - lo)
 
-    def walker_path(tm, xm_px, dm, speed, heading, run=False):
+    def walker_path(self, tm, xm_px, dm, speed, heading):
         """Straight line through (tm, x at depth dm) with ``heading`` (0 = image-right, pi/2 = away)."""
-        Xm = cam.lateral(xm_px, dm)
-        vx, vd = speed * np.cos(heading) / fps, speed * np.sin(heading) / fps
-        return _path([tm, tm + 1], [Xm, Xm + vx], [dm, dm + vd], T, smooth=0)
+        Xm = self.cam.lateral(xm_px, dm)
+        vx, vd = speed * np.cos(heading) / self.fps, speed * np.sin(heading) / self.fps
+        return _path([tm, tm + 1], [Xm, Xm + vx], [dm, dm + vd], self.T, smooth=0)
 
-    def lateral_heading():
-        h = rng.normal(0, 0.35)
-        return h if rng.random() < 0.5 else np.pi - h
+    def lateral_heading(self):
+        h = self.rng.normal(0, 0.35)
+        return h if self.rng.random() < 0.5 else np.pi - h
 
-    # Crossing pairs: near person passes in front of a far one around frame tc (several frames of occlusion).
-    n_cross = int(rng.integers(preset.crossing_pairs[0], preset.crossing_pairs[1] + 1))
-    look_group = 0
-    for _ in range(n_cross):
-        tc = int(rng.integers(int(0.35 * T), max(int(0.35 * T) + 1, int(0.65 * T))))
-        xc = in_view_x(tc, rng.uniform(0.3, 0.7))
-        d1 = rng.uniform(3.5, 7.0)
-        d2 = min(ACTOR_MAX_DEPTH - 0.5, d1 + rng.uniform(1.0, 3.5))
-        same = rng.random() < preset.lookalike_prob
-        look = Appearance.random(rng) if same else None
-        shape = B.sample_shape(rng, 0.0) if same else None
-        # Occlusion lasts about (width near + width far) / relative speed: strolling opposite walkers give
-        # 3-6 frames at 10 fps, overtakes (small speed difference) 6-15 frames.
-        mode = preset.extra.get("crossing", "any")
-        overtake = rng.random() < 0.6 if mode == "any" else mode == "overtake"
-        dir1 = rng.choice([-1.0, 1.0])
-        dir2 = dir1 if overtake else -dir1
-        if overtake:
-            slow, fast = rng.uniform(0.7, 1.2), 0.0
-            fast = slow + rng.uniform(0.35, 0.8)
-            s1, s2 = (fast, slow) if rng.random() < 0.5 else (slow, fast)
-        else:
-            s1, s2 = rng.uniform(0.5, 1.0), rng.uniform(0.5, 1.0)
-        for dd, dirn, sp in ((d1, dir1, s1), (d2, dir2, s2)):
-            X, D = walker_path(tc, xc, dd, sp, (0 if dirn > 0 else np.pi) + rng.normal(0, 0.08))
-            sh = B.BodyShape(**vars(shape)) if shape is not None else None
-            if sh is not None:
-                sh.height *= rng.uniform(0.98, 1.02)
-            a = new_actor(
-                "crossing",
-                look=look,
-                shape=sh,
-                action="walk",
-                X=X,
-                D=D,
-                yaw=np.zeros(T),
-                phase=np.zeros(T),
-                amount=np.zeros(T),
-                lookalike_group=look_group if same else -1,
-            )
-            a.yaw, a.phase, a.amount, a.action = _gait(rng, X, D, fps, a.shape, False, 0.0)
-        look_group += int(same)
-    # Walkers crossing the scene in any direction.
-    for _ in range(int(rng.integers(preset.walkers[0], preset.walkers[1] + 1))):
-        tm = int(rng.integers(0, T))
-        heading = lateral_heading() if rng.random() < 0.75 else rng.choice([-1, 1]) * rng.uniform(0.9, 2.2)
-        X, D = walker_path(
-            tm, in_view_x(tm, rng.uniform(0.1, 0.9)), rng.uniform(3.5, 11.0), rng.uniform(0.9, 1.7), heading
-        )
-        D = np.clip(D, 3.0, ACTOR_MAX_DEPTH)
-        a = new_actor(
-            "walker", action="walk", X=X, D=D, yaw=np.zeros(T), phase=np.zeros(T), amount=np.zeros(T)
-        )
-        a.yaw, a.phase, a.amount, a.action = _gait(rng, X, D, fps, a.shape, False, 0.0)
-    # A group of identical look-alikes walking side by side.
-    if rng.random() < preset.lookalike_group:
+    def crossing_pairs(self) -> None:
+        """Near person passes in front of a far one around frame tc (several frames of occlusion)."""
+        rng, preset, T = self.rng, self.preset, self.T
+        for _ in range(int(rng.integers(preset.crossing_pairs[0], preset.crossing_pairs[1] + 1))):
+            tc = int(rng.integers(int(0.35 * T), max(int(0.35 * T) + 1, int(0.65 * T))))
+            xc = self.in_view_x(tc, rng.uniform(0.3, 0.7))
+            d1 = rng.uniform(3.5, 7.0)
+            d2 = min(ACTOR_MAX_DEPTH - 0.5, d1 + rng.uniform(1.0, 3.5))
+            same = rng.random() < preset.lookalike_prob
+            look = Appearance.random(rng) if same else None
+            shape = B.sample_shape(rng, 0.0) if same else None
+            # Occlusion lasts about (width near + width far) / relative speed: strolling opposite walkers
+            # give 3-6 frames at 10 fps, overtakes (small speed difference) 6-15 frames.
+            mode = preset.extra.get("crossing", "any")
+            overtake = rng.random() < 0.6 if mode == "any" else mode == "overtake"
+            dir1 = rng.choice([-1.0, 1.0])
+            dir2 = dir1 if overtake else -dir1
+            if overtake:
+                slow = rng.uniform(0.7, 1.2)
+                fast = slow + rng.uniform(0.35, 0.8)
+                s1, s2 = (fast, slow) if rng.random() < 0.5 else (slow, fast)
+            else:
+                s1, s2 = rng.uniform(0.5, 1.0), rng.uniform(0.5, 1.0)
+            for dd, dirn, sp in ((d1, dir1, s1), (d2, dir2, s2)):
+                X, D = self.walker_path(tc, xc, dd, sp, (0 if dirn > 0 else np.pi) + rng.normal(0, 0.08))
+                sh = B.BodyShape(**vars(shape)) if shape is not None else None
+                if sh is not None:
+                    sh.height *= rng.uniform(0.98, 1.02)
+                self.walking_actor("crossing", X, D, look=look, shape=sh,
+                                   lookalike_group=self.look_group if same else -1)
+            self.look_group += int(same)
+
+    def walkers(self) -> None:
+        """Walkers crossing the scene in any direction."""
+        rng, preset, T = self.rng, self.preset, self.T
+        for _ in range(int(rng.integers(preset.walkers[0], preset.walkers[1] + 1))):
+            tm = int(rng.integers(0, T))
+            heading = (self.lateral_heading() if rng.random() < 0.75
+                       else rng.choice([-1, 1]) * rng.uniform(0.9, 2.2))
+            X, D = self.walker_path(tm, self.in_view_x(tm, rng.uniform(0.1, 0.9)), rng.uniform(3.5, 11.0),
+                                    rng.uniform(0.9, 1.7), heading)
+            self.walking_actor("walker", X, np.clip(D, 3.0, ACTOR_MAX_DEPTH))
+
+    def lookalike_group(self) -> None:
+        """A group of identical look-alikes walking side by side (sometimes)."""
+        rng, T = self.rng, self.T
+        if not rng.random() < self.preset.lookalike_group:
+            return
         look = Appearance.random(rng)
         shape = B.sample_shape(rng, 0.0)
         tm = int(rng.integers(T // 4, 3 * T // 4 + 1))
-        heading = lateral_heading()
-        xm, dm, sp = in_view_x(tm, rng.uniform(0.3, 0.7)), rng.uniform(4.0, 9.0), rng.uniform(0.9, 1.5)
+        heading = self.lateral_heading()
+        xm, dm, sp = self.in_view_x(tm, rng.uniform(0.3, 0.7)), rng.uniform(4.0, 9.0), rng.uniform(0.9, 1.5)
         for k in range(int(rng.integers(2, 4))):
-            X, D = walker_path(tm, xm, dm + k * rng.uniform(0.6, 1.2), sp, heading)
+            X, D = self.walker_path(tm, xm, dm + k * rng.uniform(0.6, 1.2), sp, heading)
             X = X + k * rng.uniform(0.5, 0.9) * (-np.cos(heading))
             sh = B.BodyShape(**vars(shape))
             sh.height *= rng.uniform(0.97, 1.03)
-            a = new_actor(
-                "group",
-                look=look,
-                shape=sh,
-                action="walk",
+            self.walking_actor("group", X, D, look=look, shape=sh, lookalike_group=self.look_group)
+        self.look_group += 1
+
+    def runners(self) -> None:
+        """Fast movers across the view."""
+        rng, preset, T = self.rng, self.preset, self.T
+        for _ in range(int(rng.integers(preset.runners[0], preset.runners[1] + 1))):
+            tm = int(rng.integers(T // 5, 4 * T // 5 + 1))
+            X, D = self.walker_path(tm, self.in_view_x(tm, rng.uniform(0.3, 0.7)), rng.uniform(4.0, 10.0),
+                                    rng.uniform(3.5, 7.0), self.lateral_heading())
+            self.walking_actor("runner", X, D, run=True)
+
+    def reenterers(self) -> None:
+        """People who leave the view and come back (same identity, same track id)."""
+        rng, preset, T, fps = self.rng, self.preset, self.T, self.fps
+        for _ in range(int(rng.integers(preset.reenter[0], preset.reenter[1] + 1))):
+            d = rng.uniform(4.0, 8.0)
+            sp = rng.uniform(1.5, 2.2)
+            t_exit = int(rng.integers(max(1, int(0.15 * T)), max(2, int(0.3 * T)) + 1))
+            t_back = int(min(T - 3, t_exit + max(4, int(0.4 * T))))
+            right = rng.random() < 0.5
+            lo, hi = _view_at(self.centre, self.zoom, self.W, self.H, t_exit)
+            X_edge = self.cam.lateral(hi if right else lo, d)
+            sgn = 1.0 if right else -1.0
+            body_half = 0.6  # m: arms and legs included
+            excursion = body_half + max(0.4, sp * ((t_back - t_exit) / fps) / 2 - body_half)
+            times = [t_exit - 10, t_exit, (t_exit + t_back) / 2, t_back, t_back + 10]
+            xs = [X_edge - sgn * sp * 10 / fps, X_edge, X_edge + sgn * excursion, X_edge,
+                  X_edge - sgn * sp * 10 / fps]
+            # Make the return path visibly different: come back a little nearer or farther.
+            ds = [d, d, d + rng.uniform(-0.5, 0.5), d + rng.uniform(-1.0, 1.0), d + rng.uniform(-1.5, 1.5)]
+            X, D = _path(times, xs, ds, T, smooth=2)
+            a = self.walking_actor("reenter", X, D)
+            a.info = {"t_exit": t_exit, "t_back": t_back}
+
+    def standers(self) -> None:
+        """People acting in place (waving, crouching, jumping jacks, dancing, ...)."""
+        rng, preset, T, t = self.rng, self.preset, self.T, self.t
+        for _ in range(int(rng.integers(preset.standers[0], preset.standers[1] + 1))):
+            d = rng.uniform(3.5, 10.0)
+            X0 = self.cam.lateral(self.in_view_x(T // 2, rng.uniform(0.1, 0.9)), d)
+            drift = rng.normal(0, 0.15, 2) / self.fps
+            X = X0 + drift[0] * (t - T / 2)
+            D = np.full(T, d) + drift[1] * (t - T / 2)
+            action = str(
+                rng.choice(["stand", "wave", "arms_up", "crouch", "jumping_jacks", "dance", "kick", "point"])
+            )
+            omega = 2 * np.pi * rng.uniform(0.3, 1.0) / self.fps
+            self.new_actor(
+                "stander",
+                action=action,
                 X=X,
                 D=D,
-                yaw=np.zeros(T),
-                phase=np.zeros(T),
-                amount=np.zeros(T),
-                lookalike_group=look_group,
+                yaw=np.full(T, rng.normal(0, 0.7)) + _smooth(np.cumsum(rng.normal(0, 0.03, T)), 3),
+                phase=rng.uniform(0, 6.3) + omega * t,
+                amount=np.ones(T),
             )
-            a.yaw, a.phase, a.amount, a.action = _gait(rng, X, D, fps, a.shape, False, 0.0)
-        look_group += 1
-    # Runners: fast movers across the view.
-    for _ in range(int(rng.integers(preset.runners[0], preset.runners[1] + 1))):
-        tm = int(rng.integers(T // 5, 4 * T // 5 + 1))
-        X, D = walker_path(
-            tm,
-            in_view_x(tm, rng.uniform(0.3, 0.7)),
-            rng.uniform(4.0, 10.0),
-            rng.uniform(3.5, 7.0),
-            lateral_heading(),
-        )
-        a = new_actor(
-            "runner", action="run", X=X, D=D, yaw=np.zeros(T), phase=np.zeros(T), amount=np.zeros(T)
-        )
-        a.yaw, a.phase, a.amount, a.action = _gait(rng, X, D, fps, a.shape, True, 0.0)
-    # People who leave the view and come back (same identity, same track id).
-    for _ in range(int(rng.integers(preset.reenter[0], preset.reenter[1] + 1))):
-        d = rng.uniform(4.0, 8.0)
-        sp = rng.uniform(1.5, 2.2)
-        t_exit = int(rng.integers(max(1, int(0.15 * T)), max(2, int(0.3 * T)) + 1))
-        t_back = int(min(T - 3, t_exit + max(4, int(0.4 * T))))
-        right = rng.random() < 0.5
-        lo, hi = _view_at(centre, zoom, W, H, t_exit)
-        edge_px = hi if right else lo
-        X_edge = cam.lateral(edge_px, d)
-        sgn = 1.0 if right else -1.0
-        body_half = 0.6  # m: arms and legs included
-        out_time = (t_back - t_exit) / fps
-        excursion = body_half + max(0.4, sp * out_time / 2 - body_half)
-        t_turn = (t_exit + t_back) / 2
-        times = [t_exit - 10, t_exit, t_turn, t_back, t_back + 10]
-        X_out = X_edge + sgn * excursion
-        xs = [X_edge - sgn * sp * 10 / fps, X_edge, X_out, X_edge, X_edge - sgn * sp * 10 / fps]
-        # Make the return path visibly different: come back a little nearer or farther.
-        ds = [d, d, d + rng.uniform(-0.5, 0.5), d + rng.uniform(-1.0, 1.0), d + rng.uniform(-1.5, 1.5)]
-        X, D = _path(times, xs, ds, T, smooth=2)
-        a = new_actor(
-            "reenter", action="walk", X=X, D=D, yaw=np.zeros(T), phase=np.zeros(T), amount=np.zeros(T)
-        )
-        a.yaw, a.phase, a.amount, a.action = _gait(rng, X, D, fps, a.shape, False, 0.0)
-        a.info = {"t_exit": t_exit, "t_back": t_back}
-    # People acting in place (waving, crouching, jumping jacks, dancing, ...).
-    for _ in range(int(rng.integers(preset.standers[0], preset.standers[1] + 1))):
-        d = rng.uniform(3.5, 10.0)
-        X0 = cam.lateral(in_view_x(T // 2, rng.uniform(0.1, 0.9)), d)
-        drift = rng.normal(0, 0.15, 2) / fps
-        X = X0 + drift[0] * (t - T / 2)
-        D = np.full(T, d) + drift[1] * (t - T / 2)
-        action = str(
-            rng.choice(["stand", "wave", "arms_up", "crouch", "jumping_jacks", "dance", "kick", "point"])
-        )
-        omega = 2 * np.pi * rng.uniform(0.3, 1.0) / fps
-        a = new_actor(
-            "stander",
-            action=action,
-            X=X,
-            D=D,
-            yaw=np.full(T, rng.normal(0, 0.7)) + _smooth(np.cumsum(rng.normal(0, 0.03, T)), 3),
-            phase=rng.uniform(0, 6.3) + omega * t,
-            amount=np.ones(T),
-        )
-    # A far crowd (tiny people, covered by an ignore region, never annotated).
-    n_crowd_groups = int(rng.random() < preset.crowd_prob)
-    for g in range(n_crowd_groups):
-        d0 = rng.uniform(*CROWD_DEPTH)
-        xc = cam.lateral(in_view_x(T // 2, rng.uniform(0.15, 0.85)), d0)
-        drift = rng.uniform(-0.6, 0.6) / fps
-        for _ in range(int(rng.integers(3, 9))):
-            d = d0 + rng.uniform(-2.0, 2.0)
-            X = xc + rng.uniform(-3.0, 3.0) + drift * t
-            D = np.full(T, d)
-            walking = rng.random() < 0.5
-            if walking:
-                X = X + rng.choice([-1, 1]) * rng.uniform(0.5, 1.2) / fps * t
-                a = new_actor(
-                    "crowd",
-                    action="walk",
-                    X=X,
-                    D=D,
-                    yaw=np.zeros(T),
-                    phase=np.zeros(T),
-                    amount=np.zeros(T),
-                    crowd_group=g,
+
+    def far_crowd(self) -> None:
+        """A far crowd (tiny people, covered by an ignore region, never annotated), sometimes."""
+        rng, T, t = self.rng, self.T, self.t
+        self.crowd_groups = int(rng.random() < self.preset.crowd_prob)
+        for g in range(self.crowd_groups):
+            d0 = rng.uniform(*CROWD_DEPTH)
+            xc = self.cam.lateral(self.in_view_x(T // 2, rng.uniform(0.15, 0.85)), d0)
+            drift = rng.uniform(-0.6, 0.6) / self.fps
+            for _ in range(int(rng.integers(3, 9))):
+                d = d0 + rng.uniform(-2.0, 2.0)
+                X = xc + rng.uniform(-3.0, 3.0) + drift * t
+                D = np.full(T, d)
+                if rng.random() < 0.5:
+                    X = X + rng.choice([-1, 1]) * rng.uniform(0.5, 1.2) / self.fps * t
+                    self.walking_actor("crowd", X, D, crowd_group=g)
+                else:
+                    self.new_actor(
+                        "crowd",
+                        action="stand",
+                        X=X,
+                        D=D,
+                        yaw=np.full(T, rng.uniform(-np.pi, np.pi)),
+                        phase=rng.uniform(0, 6.3) + 0.3 * t,
+                        amount=np.ones(T),
+                        crowd_group=g,
+                    )
+
+    def occluders(self) -> list[StaticObject]:
+        """Static occluders at depths between the people."""
+        rng, preset = self.rng, self.preset
+        objects = []
+        for _ in range(int(rng.integers(preset.occluders[0], preset.occluders[1] + 1))):
+            d = rng.uniform(2.8, 9.0)
+            objects.append(
+                StaticObject(
+                    ObjectSpec.random(rng),
+                    self.cam.lateral(self.in_view_x(int(rng.integers(self.T)), rng.uniform(0.1, 0.9)), d),
+                    d,
                 )
-                a.yaw, a.phase, a.amount, a.action = _gait(rng, X, D, fps, a.shape, False, 0.0)
-            else:
-                a = new_actor(
-                    "crowd",
-                    action="stand",
-                    X=X,
-                    D=D,
-                    yaw=np.full(T, rng.uniform(-np.pi, np.pi)),
-                    phase=rng.uniform(0, 6.3) + 0.3 * t,
-                    amount=np.ones(T),
-                    crowd_group=g,
-                )
-    # Static occluders at depths between the people.
-    objects = []
-    for _ in range(int(rng.integers(preset.occluders[0], preset.occluders[1] + 1))):
-        d = rng.uniform(2.8, 9.0)
-        objects.append(
-            StaticObject(
-                ObjectSpec.random(rng),
-                cam.lateral(in_view_x(int(rng.integers(T)), rng.uniform(0.1, 0.9)), d),
-                d,
             )
-        )
+        return objects
+
+
+def make_video_script(rng: np.random.Generator, preset: Preset) -> VideoScript:
+    """Script one video: camera path, panorama, people (walkers, crossers, runners, look-alikes, ...)."""
+    W, H = preset.video_size
+    T = int(rng.integers(preset.frames[0], preset.frames[1] + 1))
+    f = W * rng.uniform(0.9, 1.2)
+    horizon = H * rng.uniform(0.22, 0.42)
+    cam_h = rng.uniform(1.4, 2.0)
+    centre, zoom, info = _camera_path(rng, preset, T, H)
+    cam = Camera(focal=f, horizon=horizon, cam_h=cam_h, cx=0.0)
+    pano, origin = _panorama(rng, cam, centre, zoom, W, H)
+    cast = _Cast(rng, preset, cam, centre, zoom, T)
+    cast.crossing_pairs()
+    cast.walkers()
+    cast.lookalike_group()
+    cast.runners()
+    cast.reenterers()
+    cast.standers()
+    cast.far_crowd()
+    objects = cast.occluders()
     # Track ids are 1..N in order of creation (crowd members' ids are never written).
-    info.update(
-        {
-            "n_actors": sum(a.role != "crowd" for a in actors),
-            "crowd_groups": n_crowd_groups,
-            "lookalike_groups": look_group,
-        }
-    )
-    return VideoScript(
-        size=(W, H),
-        n_frames=T,
-        fps=fps,
-        camera=cam,
-        pan_centre=centre,
-        zoom=zoom,
-        world_origin=origin,
-        panorama=pano,
-        actors=actors,
-        objects=objects,
-        blur_exposure=preset.blur_exposure,
-        info=info,
-    )
+    info.update({"n_actors": sum(a.role != "crowd" for a in cast.actors), "crowd_groups": cast.crowd_groups,
+                 "lookalike_groups": cast.look_group})
+    return VideoScript(size=(W, H), n_frames=T, fps=preset.fps, camera=cam, pan_centre=centre, zoom=zoom,
+                       world_origin=origin, panorama=pano, actors=cast.actors, objects=objects,
+                       blur_exposure=preset.blur_exposure, info=info)
 
 
 def _actor_view(script: VideoScript, a: Actor, t: int, A: np.ndarray) -> tuple[np.ndarray, float]:

@@ -229,6 +229,129 @@ def _fbm(rng: np.random.Generator, w: int, h: int, cells=(64, 24, 8, 3)) -> np.n
     return out / 2.0
 
 
+def _sky(rng: np.random.Generator, img: np.ndarray, style: str, horizon: float) -> None:
+    """Upper part: a sky / wall gradient down to the horizon, in place."""
+    yy = np.arange(img.shape[0], dtype=np.float32)[:, None]
+    top_a, top_b = _vivid(rng) * 0.6 + 90, _vivid(rng) * 0.5 + 100
+    if style in ("street", "park"):
+        top_a = np.array([rng.uniform(90, 170), rng.uniform(140, 200), rng.uniform(200, 255)], np.float32)
+        top_b = np.array([rng.uniform(200, 240), rng.uniform(210, 240), rng.uniform(220, 255)], np.float32)
+    t = np.clip(yy / max(1.0, horizon), 0, 1)[..., None]
+    img[:] = top_a * (1 - t) + top_b * t
+
+
+def _ground(rng: np.random.Generator, img: np.ndarray, style: str, horizon: float, focal: float, cam_h: float,
+            x0: float) -> None:
+    """Ground: a perspective pattern on the plane y = 0 (camera at height cam_h), in place."""
+    h, w = img.shape[:2]
+    yy = np.arange(h, dtype=np.float32)[:, None]
+    xx = np.arange(w, dtype=np.float32)[None, :]
+    hz = int(np.clip(horizon, 0, h))
+    ground_a, ground_b = _vivid(rng) * 0.5 + 60, _vivid(rng) * 0.5 + 60
+    if style == "park":
+        ground_a = np.array([rng.uniform(40, 90), rng.uniform(110, 170), rng.uniform(30, 70)], np.float32)
+        ground_b = ground_a * rng.uniform(0.75, 0.9)
+    if hz >= h:
+        return
+    gy = yy[hz:] - horizon + 0.5
+    gy = np.maximum(gy, 0.5)
+    depth = focal * cam_h / gy  # metres
+    gx = (xx - x0) * depth / focal
+    tile = rng.uniform(0.5, 2.0)
+    if style in ("indoor", "court"):
+        pat = ((np.floor(gx / tile) + np.floor(depth / tile)) % 2)[..., None]
+    elif style == "street":
+        pat = ((np.floor(depth / (tile * 0.5)) % 2) * 0.4 + (np.abs(gx % 3.0) < 0.1) * 0.6)[..., None]
+    else:
+        pat = np.zeros_like(gx)[..., None] + 0.0
+    g = ground_a * (1 - pat) + ground_b * pat
+    fade = np.clip(gy / (h - horizon + 1), 0, 1)[..., None]
+    img[hz:] = g * (0.75 + 0.35 * fade)
+    if style == "court":  # painted lines on the floor
+        for lx in rng.uniform(-8, 8, 3):
+            line = np.abs(gx - lx) < 0.06
+            img[hz:][line] = (235, 235, 235)
+
+
+def _tree(rng: np.random.Generator, canvas: np.ndarray, horizon: float) -> None:
+    h, w = canvas.shape[:2]
+    cx, base = rng.uniform(0, w), horizon + rng.uniform(-0.05, 0.1) * h
+    r = rng.uniform(0.05, 0.18) * h
+    cv2.rectangle(
+        canvas,
+        (int(cx - r * 0.12), int(base - r * 1.6)),
+        (int(cx + r * 0.12), int(base)),
+        (90, 60, 35),
+        -1,
+    )
+    green = (rng.uniform(20, 70), rng.uniform(90, 160), rng.uniform(20, 60))
+    for _ in range(5):
+        cv2.circle(
+            canvas,
+            (int(cx + rng.normal(0, r * 0.4)), int(base - r * 1.6 + rng.normal(0, r * 0.3))),
+            int(r * rng.uniform(0.5, 0.9)),
+            green,
+            -1,
+        )
+
+
+def _building(rng: np.random.Generator, canvas: np.ndarray, horizon: float, col: tuple) -> None:
+    h, w = canvas.shape[:2]
+    x1, x2 = sorted(rng.uniform(-0.1, 1.1, 2) * w)
+    y1 = rng.uniform(0.0, 0.8) * horizon
+    cv2.rectangle(canvas, (int(x1), int(y1)), (int(x2), int(horizon + 2)), col, -1)
+    win = tuple(float(v) for v in (np.array(col) * rng.uniform(0.4, 0.7)))
+    step = rng.uniform(0.05, 0.1) * h
+    for wy in np.arange(y1 + step * 0.5, horizon - step * 0.5, step):
+        for wx in np.arange(x1 + step * 0.4, x2 - step * 0.4, step):
+            cv2.rectangle(canvas, (int(wx), int(wy)), (int(wx + step * 0.45), int(wy + step * 0.55)), win, -1)
+
+
+def _poster(rng: np.random.Generator, canvas: np.ndarray, horizon: float, col: tuple) -> None:
+    h, w = canvas.shape[:2]
+    x1, y1 = rng.uniform(0, w), rng.uniform(0.1, 0.9) * horizon
+    ww, hh = rng.uniform(0.04, 0.15) * w, rng.uniform(0.05, 0.25) * h
+    cv2.rectangle(canvas, (int(x1), int(y1)), (int(x1 + ww), int(y1 + hh)), col, -1)
+    col2 = tuple(float(v) for v in _vivid(rng))
+    cv2.line(canvas, (int(x1), int(y1 + hh * 0.5)), (int(x1 + ww), int(y1 + hh * 0.5)), col2,
+             max(1, int(hh * 0.15)))
+
+
+def _blob(rng: np.random.Generator, canvas: np.ndarray, col: tuple) -> None:
+    h, w = canvas.shape[:2]
+    cv2.ellipse(
+        canvas,
+        (int(rng.uniform(0, w)), int(rng.uniform(0, h))),
+        (int(rng.uniform(0.02, 0.12) * w), int(rng.uniform(0.02, 0.1) * h)),
+        rng.uniform(0, 180),
+        0,
+        360,
+        col,
+        -1,
+    )
+
+
+def _shapes(rng: np.random.Generator, canvas: np.ndarray, style: str, horizon: float) -> None:
+    """Buildings with windows, trees (parks), posters / doors / signs and blobs, in place."""
+    for _ in range(int(rng.integers(4, 12))):
+        col = tuple(float(v) for v in (_vivid(rng) * 0.8 + 20))
+        kind = rng.random()
+        if style == "park" and kind < 0.6:
+            _tree(rng, canvas, horizon)
+        elif kind < 0.55:
+            _building(rng, canvas, horizon, col)
+        elif kind < 0.8:
+            _poster(rng, canvas, horizon, col)
+        else:
+            _blob(rng, canvas, col)
+    if style == "abstract":
+        h, w = canvas.shape[:2]
+        for _ in range(int(rng.integers(3, 8))):
+            c = rng.uniform(0, 1, 2) * (w, h)
+            pts = c + rng.normal(0, 0.15, (int(rng.integers(3, 6)), 2)) * (w, h)
+            cv2.fillPoly(canvas, [pts.astype(np.int32)], tuple(float(v) for v in _vivid(rng)))
+
+
 def make_background(
     rng: np.random.Generator,
     w: int,
@@ -246,105 +369,10 @@ def make_background(
     the image column of the optical centre.
     """
     style = style or str(rng.choice(BACKGROUND_STYLES, p=[0.3, 0.25, 0.2, 0.15, 0.1]))
-    img = np.zeros((h, w, 3), np.float32)
-    yy = np.arange(h, dtype=np.float32)[:, None]
-    xx = np.arange(w, dtype=np.float32)[None, :]
-    hz = int(np.clip(horizon, 0, h))
-    # Upper part: sky / wall.
-    top_a, top_b = _vivid(rng) * 0.6 + 90, _vivid(rng) * 0.5 + 100
-    if style in ("street", "park"):
-        top_a = np.array([rng.uniform(90, 170), rng.uniform(140, 200), rng.uniform(200, 255)], np.float32)
-        top_b = np.array([rng.uniform(200, 240), rng.uniform(210, 240), rng.uniform(220, 255)], np.float32)
-    t = np.clip(yy / max(1.0, horizon), 0, 1)[..., None]
-    img[:] = top_a * (1 - t) + top_b * t
-    # Ground: perspective pattern on the plane y = 0 (camera at height cam_h).
-    ground_a, ground_b = _vivid(rng) * 0.5 + 60, _vivid(rng) * 0.5 + 60
-    if style == "park":
-        ground_a = np.array([rng.uniform(40, 90), rng.uniform(110, 170), rng.uniform(30, 70)], np.float32)
-        ground_b = ground_a * rng.uniform(0.75, 0.9)
-    if hz < h:
-        gy = yy[hz:] - horizon + 0.5
-        gy = np.maximum(gy, 0.5)
-        depth = focal * cam_h / gy  # metres
-        gx = (xx - x0) * depth / focal
-        tile = rng.uniform(0.5, 2.0)
-        if style in ("indoor", "court"):
-            pat = ((np.floor(gx / tile) + np.floor(depth / tile)) % 2)[..., None]
-        elif style == "street":
-            pat = ((np.floor(depth / (tile * 0.5)) % 2) * 0.4 + (np.abs(gx % 3.0) < 0.1) * 0.6)[..., None]
-        else:
-            pat = np.zeros_like(gx)[..., None] + 0.0
-        g = ground_a * (1 - pat) + ground_b * pat
-        fade = np.clip(gy / (h - horizon + 1), 0, 1)[..., None]
-        img[hz:] = g * (0.75 + 0.35 * fade)
-        if style == "court":  # painted lines on the floor
-            for lx in rng.uniform(-8, 8, 3):
-                line = np.abs(gx - lx) < 0.06
-                img[hz:][line] = (235, 235, 235)
-    # Shapes: buildings, windows, trees, posters, doors.
-    n_shapes = int(rng.integers(4, 12))
-    canvas = img
-    for _ in range(n_shapes):
-        col = tuple(float(v) for v in (_vivid(rng) * 0.8 + 20))
-        kind = rng.random()
-        if style == "park" and kind < 0.6:  # tree: trunk + crown
-            cx, base = rng.uniform(0, w), horizon + rng.uniform(-0.05, 0.1) * h
-            r = rng.uniform(0.05, 0.18) * h
-            cv2.rectangle(
-                canvas,
-                (int(cx - r * 0.12), int(base - r * 1.6)),
-                (int(cx + r * 0.12), int(base)),
-                (90, 60, 35),
-                -1,
-            )
-            green = (rng.uniform(20, 70), rng.uniform(90, 160), rng.uniform(20, 60))
-            for _ in range(5):
-                cv2.circle(
-                    canvas,
-                    (int(cx + rng.normal(0, r * 0.4)), int(base - r * 1.6 + rng.normal(0, r * 0.3))),
-                    int(r * rng.uniform(0.5, 0.9)),
-                    green,
-                    -1,
-                )
-        elif kind < 0.55:  # block with windows
-            x1, x2 = sorted(rng.uniform(-0.1, 1.1, 2) * w)
-            y1 = rng.uniform(0.0, 0.8) * horizon
-            cv2.rectangle(canvas, (int(x1), int(y1)), (int(x2), int(horizon + 2)), col, -1)
-            win = tuple(float(v) for v in (np.array(col) * rng.uniform(0.4, 0.7)))
-            step = rng.uniform(0.05, 0.1) * h
-            for wy in np.arange(y1 + step * 0.5, horizon - step * 0.5, step):
-                for wx in np.arange(x1 + step * 0.4, x2 - step * 0.4, step):
-                    cv2.rectangle(
-                        canvas, (int(wx), int(wy)), (int(wx + step * 0.45), int(wy + step * 0.55)), win, -1
-                    )
-        elif kind < 0.8:  # poster / door / sign
-            x1, y1 = rng.uniform(0, w), rng.uniform(0.1, 0.9) * horizon
-            ww, hh = rng.uniform(0.04, 0.15) * w, rng.uniform(0.05, 0.25) * h
-            cv2.rectangle(canvas, (int(x1), int(y1)), (int(x1 + ww), int(y1 + hh)), col, -1)
-            col2 = tuple(float(v) for v in _vivid(rng))
-            cv2.line(
-                canvas,
-                (int(x1), int(y1 + hh * 0.5)),
-                (int(x1 + ww), int(y1 + hh * 0.5)),
-                col2,
-                max(1, int(hh * 0.15)),
-            )
-        else:  # blob
-            cv2.ellipse(
-                canvas,
-                (int(rng.uniform(0, w)), int(rng.uniform(0, h))),
-                (int(rng.uniform(0.02, 0.12) * w), int(rng.uniform(0.02, 0.1) * h)),
-                rng.uniform(0, 180),
-                0,
-                360,
-                col,
-                -1,
-            )
-    if style == "abstract":
-        for _ in range(int(rng.integers(3, 8))):
-            c = rng.uniform(0, 1, 2) * (w, h)
-            pts = c + rng.normal(0, 0.15, (int(rng.integers(3, 6)), 2)) * (w, h)
-            cv2.fillPoly(canvas, [pts.astype(np.int32)], tuple(float(v) for v in _vivid(rng)))
+    canvas = np.zeros((h, w, 3), np.float32)
+    _sky(rng, canvas, style, horizon)
+    _ground(rng, canvas, style, horizon, focal, cam_h, x0)
+    _shapes(rng, canvas, style, horizon)
     # Texture everywhere: multi-scale noise and fine grain.
     n = _fbm(rng, w, h)
     canvas += (n * rng.uniform(15, 35))[..., None]

@@ -5,6 +5,11 @@ output is identical for a seed whatever the number of worker processes, and one 
 another's randomness. Worlds are written into a temporary sibling folder and renamed into place only
 when complete, with a marker ``world.json`` written last; a half-written world is never mistaken for
 a complete one.
+
+Nothing a user put into a world's folder is ever deleted: ``files.tsv`` lists every file the generator
+wrote (path and size); when a stale world is regenerated, the old folder is deleted only if it holds
+exactly those files (plus a ``preview/``), and is otherwise kept beside the new world as
+``<name>.previous-<time>``, which is reported.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import contextlib
 import json
 import os
 import shutil
+import sys
 import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -26,11 +32,13 @@ from tqdm import tqdm
 from corrtrack import keypoints as K
 from corrtrack.synth import annotate as A
 from corrtrack.synth.presets import Preset, get_preset
-from corrtrack.synth.render import PersonView, render_scene
+from corrtrack.synth.render import render_scene
 from corrtrack.synth.scenes import frame_scene, make_video_script, sample_still
 
 VERSION = 1
 MARKER = "world.json"
+MANIFEST = "files.tsv"     # every generated file: relative path <tab> size in bytes
+OWN_DIRS = ("preview",)    # drawn into a world (also later, by the preview command): generated too
 TRAIN_SEQ_BASE = 1  # train videos: 000001_mpii_train, 000002_mpii_train, ...
 VAL_SEQ_BASE = 5001  # val videos:   005001_mpii_test, 005002_mpii_test, ...
 COCO_SPLITS = ("train2017", "val2017")
@@ -136,6 +144,67 @@ def _coco_chunk(jobs: list[tuple]) -> list[dict]:
     return [_coco_item(j) for j in jobs]
 
 
+def _labelled_frame(posed: list, st_of: dict, rank, W: int, H: int, image_id: int,
+                    min_visible_frac: float) -> tuple[list, list, list[tuple[dict, list[int]]]]:
+    """Ignore regions (x and y lists of polygons) and the annotations with their sidecar flags of one
+    labelled frame: crowd groups become ignore polygons; annotated people ordered by track id."""
+    ign_x: list[list[float]] = []
+    ign_y: list[list[float]] = []
+    polys = []
+    for g in sorted({a.crowd_group for a, _ in posed if a.role == "crowd"}):
+        members = [
+            v for a, v in posed if a.role == "crowd" and a.crowd_group == g and st_of[id(v)].amodal_px > 0
+        ]
+        poly = A.crowd_polygon(members, W, H)
+        if poly is not None:
+            polys.append(poly)
+            ign_x.append([float(x) for x in poly[:, 0]])
+            ign_y.append([float(y) for y in poly[:, 1]])
+    cands = []
+    for actor, v in posed:
+        if actor.role == "crowd":
+            continue
+        out = A.posetrack_person(v, st_of[id(v)], rank, min_visible_frac)
+        if out is None:
+            continue
+        ann, flags = out
+        ann["track_id"] = int(actor.track_id)
+        ann["_flags"] = flags
+        cands.append(ann)
+    cands = A.pckh_conflicts(A.drop_fully_ignored(cands, polys))
+    frame_anns = []
+    for k, ann in enumerate(sorted(cands, key=lambda a: a["track_id"])):
+        ann["image_id"] = image_id
+        ann["id"] = image_id * 100 + k
+        flags = ann.pop("_flags")
+        ann.pop("_visible_frac")
+        frame_anns.append((ann, flags))
+    return ign_x, ign_y, frame_anns
+
+
+def _frame_detections(det_rng: np.random.Generator, script, t: int, views: list, st_of: dict, image_id: int,
+                      preset: Preset) -> list[dict]:
+    """Simulated detections of frame ``t`` (val videos)."""
+    W, H = script.size
+    return A.simulate_detections(
+        det_rng,
+        views,
+        [st_of[id(v)] for v in views],
+        image_id,
+        W,
+        H,
+        focal_px=script.camera.focal * script.zoom[t],
+        horizon=float((script.camera_affine(t) @ np.array([0.0, script.camera.horizon, 1.0]))[1]),
+        cam_h=script.camera.cam_h,
+        fp_rate=preset.det_fp_rate,
+        jitter=preset.det_jitter,
+        miss=preset.det_miss,
+    )
+
+
+ANNOTATION_KEYS = ("image_id", "id", "track_id", "category_id", "keypoints", "bbox", "bbox_head")
+
+
 def _video_item(args: tuple, on_frame: Callable[[], None] | None = None) -> dict:
     """Render one video; writes its frames and returns its PoseTrack JSON, sidecar and detections.
 
@@ -143,119 +212,44 @@ def _video_item(args: tuple, on_frame: Callable[[], None] | None = None) -> dict
     """
     preset, seed, split_i, index, root = args
     preset = get_preset(preset) if isinstance(preset, str) else preset
-    preset_name = preset.name
     split = PT_SPLITS[split_i]
     seq = (TRAIN_SEQ_BASE if split == "train" else VAL_SEQ_BASE) + index
     seq_name = f"{seq:06d}_mpii_{'train' if split == 'train' else 'test'}"
-    rng = _rng(seed, preset_name, 1, split_i, index)
-    det_rng = _rng(seed, preset_name, 2, split_i, index)
-    photo_rng = _rng(seed, preset_name, 3, split_i, index)
+    rng = _rng(seed, preset.name, 1, split_i, index)
+    det_rng = _rng(seed, preset.name, 2, split_i, index)
+    photo_rng = _rng(seed, preset.name, 3, split_i, index)
     script = make_video_script(rng, preset)
     T = script.n_frames
     W, H = script.size
     lab = labeled_frames(T, split)
     images, annotations, detections = [], [], []
     visibility: dict[str, list[int]] = {}
-    stats_out = {
-        "frames": T,
-        "labeled": 0,
-        "annotations": 0,
-        "occluded_joints": 0,
-        "labeled_joints": 0,
-        "track_ids": set(),
-    }
+    stats_out = {"frames": T, "labeled": 0, "annotations": 0, "occluded_joints": 0, "labeled_joints": 0,
+                 "track_ids": set()}
     for t in range(T):
         bg, items, posed, bg_vel = frame_scene(script, t)
-        img, rank, stats = render_scene(
-            bg, items, blur_exposure=script.blur_exposure, background_velocity=bg_vel
-        )
+        img, rank, stats = render_scene(bg, items, blur_exposure=script.blur_exposure, background_velocity=bg_vel)
         img = _photometric(photo_rng, img)
         frame_no = t + 1
         image_id = posetrack_image_id(seq, frame_no)
         rel = f"images/{split}/{seq_name}/{frame_no:06d}.jpg"
         _write_jpg(Path(root) / "posetrack" / rel, img)
         st_of = {id(it): st for it, st in zip(items, stats)}
-        views: list[PersonView] = [v for _, v in posed]
-        ign_x: list[list[float]] = []
-        ign_y: list[list[float]] = []
-        frame_anns: list[tuple[dict, list[int]]] = []
-        if lab[t]:
-            polys = []
-            groups = sorted({a.crowd_group for a, _ in posed if a.role == "crowd"})
-            for g in groups:
-                members = [
-                    v
-                    for a, v in posed
-                    if a.role == "crowd" and a.crowd_group == g and st_of[id(v)].amodal_px > 0
-                ]
-                poly = A.crowd_polygon(members, W, H)
-                if poly is not None:
-                    polys.append(poly)
-                    ign_x.append([float(x) for x in poly[:, 0]])
-                    ign_y.append([float(y) for y in poly[:, 1]])
-            cands = []
-            for actor, v in posed:
-                if actor.role == "crowd":
-                    continue
-                out = A.posetrack_person(v, st_of[id(v)], rank, preset.min_visible_frac)
-                if out is None:
-                    continue
-                ann, flags = out
-                ann["track_id"] = int(actor.track_id)
-                ann["_flags"] = flags
-                cands.append(ann)
-            cands = A.drop_fully_ignored(cands, polys)
-            cands = A.pckh_conflicts(cands)
-            for k, ann in enumerate(sorted(cands, key=lambda a: a["track_id"])):
-                ann["image_id"] = image_id
-                ann["id"] = image_id * 100 + k
-                flags = ann.pop("_flags")
-                ann.pop("_visible_frac")
-                frame_anns.append((ann, flags))
-        is_labeled = bool(frame_anns)
-        images.append(
-            {
-                "file_name": rel,
-                "id": image_id,
-                "frame_id": image_id,
-                "vid_id": f"{seq:06d}",
-                "nframes": T,
-                "is_labeled": is_labeled,
-                "ignore_regions_x": ign_x,
-                "ignore_regions_y": ign_y,
-                "has_no_densepose": True,
-                "width": W,
-                "height": H,
-            }
-        )
+        ign_x, ign_y, frame_anns = (_labelled_frame(posed, st_of, rank, W, H, image_id, preset.min_visible_frac)
+                                    if lab[t] else ([], [], []))
+        images.append({"file_name": rel, "id": image_id, "frame_id": image_id, "vid_id": f"{seq:06d}",
+                       "nframes": T, "is_labeled": bool(frame_anns), "ignore_regions_x": ign_x,
+                       "ignore_regions_y": ign_y, "has_no_densepose": True, "width": W, "height": H})
         for ann, flags in frame_anns:
-            annotations.append(
-                {
-                    k: ann[k]
-                    for k in ("image_id", "id", "track_id", "category_id", "keypoints", "bbox", "bbox_head")
-                }
-            )
+            annotations.append({k: ann[k] for k in ANNOTATION_KEYS})
             visibility[str(ann["id"])] = flags
             stats_out["annotations"] += 1
             stats_out["labeled_joints"] += sum(f > 0 for f in flags)
             stats_out["occluded_joints"] += sum(f == 1 for f in flags)
             stats_out["track_ids"].add(ann["track_id"])
-        stats_out["labeled"] += int(is_labeled)
+        stats_out["labeled"] += int(bool(frame_anns))
         if split == "val":
-            detections += A.simulate_detections(
-                det_rng,
-                views,
-                [st_of[id(v)] for v in views],
-                image_id,
-                W,
-                H,
-                focal_px=script.camera.focal * script.zoom[t],
-                horizon=float((script.camera_affine(t) @ np.array([0.0, script.camera.horizon, 1.0]))[1]),
-                cam_h=script.camera.cam_h,
-                fp_rate=preset.det_fp_rate,
-                jitter=preset.det_jitter,
-                miss=preset.det_miss,
-            )
+            detections += _frame_detections(det_rng, script, t, [v for _, v in posed], st_of, image_id, preset)
         if on_frame is not None:
             on_frame()
     stats_out["track_ids"] = len(stats_out["track_ids"])
@@ -295,58 +289,40 @@ def _frames_of(preset: Preset, seed: int, split_i: int, index: int) -> int:
     return int(rng.integers(preset.frames[0], preset.frames[1] + 1))
 
 
-def _write_world(root: Path, preset: Preset, seed: int, progress: bool, workers: int) -> dict:
-    """Write all files of a world into ``root`` (which must be empty); returns the counts."""
-    t0 = time.time()
-    coco_jobs = [
-        (preset, seed, s, i, str(root))
-        for s, n in enumerate((preset.coco_train, preset.coco_val))
-        for i in range(n)
-    ]
-    video_jobs = [
-        (preset, seed, s, i, str(root))
-        for s, n in enumerate((preset.train_videos, preset.val_videos))
-        for i in range(n)
-    ]
-    n_frames = sum(_frames_of(preset, seed, j[2], j[3]) for j in video_jobs)
-    bar = tqdm(
-        total=len(coco_jobs) + n_frames,
-        desc=f"synthetic world '{preset.name}'",
-        unit="img",
-        disable=not progress,
-        dynamic_ncols=True,
-    )
+def _run_jobs(coco_jobs: list[tuple], video_jobs: list[tuple], workers: int, bar) -> tuple[list, list]:
+    """Render every COCO image and video (in worker processes when ``workers`` > 1); results in job order."""
     coco_results: list[dict] = []
     video_results: list[dict] = []
-    try:
-        if workers > 1:
-            # Videos first (the longest jobs), COCO images in chunks; results are put back in job order.
-            chunks = [coco_jobs[i : i + 8] for i in range(0, len(coco_jobs), 8)]
-            with ProcessPoolExecutor(max_workers=workers) as ex:
-                futs = {ex.submit(_video_item, j): ("v", k) for k, j in enumerate(video_jobs)}
-                futs.update({ex.submit(_coco_chunk, c): ("c", k) for k, c in enumerate(chunks)})
-                vids: dict[int, dict] = {}
-                cocos: dict[int, list[dict]] = {}
-                for fut in as_completed(futs):
-                    kind, k = futs[fut]
-                    if kind == "v":
-                        vids[k] = fut.result()
-                        bar.update(vids[k]["frames"])
-                    else:
-                        cocos[k] = fut.result()
-                        bar.update(len(cocos[k]))
-            coco_results = [r for k in range(len(chunks)) for r in cocos[k]]
-            video_results = [vids[k] for k in range(len(video_jobs))]
-        else:
-            for j in coco_jobs:
-                coco_results.append(_coco_item(j))
-                bar.update(1)
-            for j in video_jobs:
-                video_results.append(_video_item(j, on_frame=lambda: bar.update(1)))
-    finally:
-        bar.close()
+    if workers > 1:
+        # Videos first (the longest jobs), COCO images in chunks; results are put back in job order.
+        chunks = [coco_jobs[i : i + 8] for i in range(0, len(coco_jobs), 8)]
+        with ProcessPoolExecutor(max_workers=workers) as ex:
+            futs = {ex.submit(_video_item, j): ("v", k) for k, j in enumerate(video_jobs)}
+            futs.update({ex.submit(_coco_chunk, c): ("c", k) for k, c in enumerate(chunks)})
+            vids: dict[int, dict] = {}
+            cocos: dict[int, list[dict]] = {}
+            for fut in as_completed(futs):
+                kind, k = futs[fut]
+                if kind == "v":
+                    vids[k] = fut.result()
+                    bar.update(vids[k]["frames"])
+                else:
+                    cocos[k] = fut.result()
+                    bar.update(len(cocos[k]))
+        coco_results = [r for k in range(len(chunks)) for r in cocos[k]]
+        video_results = [vids[k] for k in range(len(video_jobs))]
+    else:
+        for j in coco_jobs:
+            coco_results.append(_coco_item(j))
+            bar.update(1)
+        for j in video_jobs:
+            video_results.append(_video_item(j, on_frame=lambda: bar.update(1)))
+    return coco_results, video_results
+
+
+def _write_coco(root: Path, preset: Preset, seed: int, coco_results: list[dict]) -> dict:
+    """One COCO json per split, ids assigned in index order (deterministic); returns the counts."""
     counts: dict = {}
-    # COCO json per split: ids assigned here, in index order (deterministic).
     for s, split in enumerate(COCO_SPLITS):
         n = (preset.coco_train, preset.coco_val)[s]
         res = coco_results[:n] if s == 0 else coco_results[preset.coco_train :]
@@ -376,6 +352,13 @@ def _write_world(root: Path, preset: Preset, seed: int, progress: bool, workers:
             "keypoints_visible": int(sum(sum(1 for v in a["keypoints"][2::3] if v == 2) for a in anns)),
             "keypoints_occluded": int(sum(sum(1 for v in a["keypoints"][2::3] if v == 1) for a in anns)),
         }
+    return counts
+
+
+def _write_posetrack(root: Path, video_results: list[dict]) -> dict:
+    """The PoseTrack files of every video (annotations, visibility sidecar, val detections) and the
+    READMEs of the sidecar folders; returns the counts per split and per video."""
+    counts: dict = {}
     per_video = {}
     for r in video_results:
         split, name = r["split"], r["seq_name"]
@@ -397,6 +380,35 @@ def _write_world(root: Path, preset: Preset, seed: int, progress: bool, workers:
     (det_dir / "README.md").write_text(DETECTIONS_README)
     (root / "posetrack" / "visibility" / "README.md").write_text(VISIBILITY_README)
     counts["videos"] = per_video
+    return counts
+
+
+def _write_world(root: Path, preset: Preset, seed: int, progress: bool, workers: int) -> dict:
+    """Write all files of a world into ``root`` (which must be empty); returns the counts."""
+    t0 = time.time()
+    coco_jobs = [
+        (preset, seed, s, i, str(root))
+        for s, n in enumerate((preset.coco_train, preset.coco_val))
+        for i in range(n)
+    ]
+    video_jobs = [
+        (preset, seed, s, i, str(root))
+        for s, n in enumerate((preset.train_videos, preset.val_videos))
+        for i in range(n)
+    ]
+    n_frames = sum(_frames_of(preset, seed, j[2], j[3]) for j in video_jobs)
+    bar = tqdm(
+        total=len(coco_jobs) + n_frames,
+        desc=f"synthetic world '{preset.name}'",
+        unit="img",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    try:
+        coco_results, video_results = _run_jobs(coco_jobs, video_jobs, workers, bar)
+    finally:
+        bar.close()
+    counts = {**_write_coco(root, preset, seed, coco_results), **_write_posetrack(root, video_results)}
     counts["seconds"] = round(time.time() - t0, 1)
     return counts
 
@@ -471,21 +483,60 @@ def _generate_into(
                 f,
                 indent=1,
             )
+        _write_manifest(tmp)
         if preview:
             from corrtrack.synth.preview import make_preview
 
             make_preview(tmp, progress=progress)
         if root.exists():
+            foreign = foreign_files(root)
             old = root.parent / f".{root.name}.old-{os.getpid()}"
             os.rename(root, old)
             os.rename(tmp, root)
-            shutil.rmtree(old, ignore_errors=True)
+            if foreign == []:            # only what the generator wrote: nothing of the user's is lost
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                stamp = time.strftime("%Y%m%d-%H%M%S")
+                kept = next(c for c in (root.parent / (f"{root.name}.previous-{stamp}" + (f"-{k}" if k else ""))
+                                        for k in range(1000)) if not c.exists())
+                os.rename(old, kept)
+                why = ("it has no list of the generated files to tell them from yours" if foreign is None else
+                       f"it holds {len(foreign)} file(s) the generator did not write, e.g. {foreign[0]}")
+                print(f"[corrtrack] the previous world at {root} is kept as {kept} ({why}); delete it when you "
+                      f"no longer need it", file=sys.stderr, flush=True)
         else:
             os.rename(tmp, root)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return root
+
+
+def _write_manifest(root: Path) -> None:
+    lines = [f"{p.relative_to(root).as_posix()}\t{p.stat().st_size}" for p in sorted(root.rglob("*"))
+             if p.is_file() and p.name not in (MANIFEST, MARKER)]
+    (root / MANIFEST).write_text("\n".join(lines) + "\n")
+
+
+def foreign_files(root: str | Path) -> list[str] | None:
+    """Files in the world folder ``root`` that the generator did not write (relative paths; a generated
+    file whose size changed counts as the user's too). None: the world has no ``files.tsv`` (written by an
+    older version), so generated and other files cannot be told apart."""
+    root = Path(root)
+    try:
+        listed = dict(ln.split("\t", 1) for ln in (root / MANIFEST).read_text().splitlines() if "\t" in ln)
+    except OSError:
+        return None
+    out = []
+    for p in sorted(root.rglob("*")):
+        if not p.is_file() or p.name in (MANIFEST, MARKER):
+            continue
+        rel = p.relative_to(root).as_posix()
+        if rel.split("/", 1)[0] in OWN_DIRS:
+            continue
+        if listed.get(rel) != str(p.stat().st_size):
+            out.append(rel)
+    return out
 
 
 def _check_replaceable(root: Path) -> None:

@@ -13,6 +13,7 @@ STAGES: dict[str, str] = {
     "refine": "experiments.stages.correspondence",
     "pose": "experiments.stages.pose",
     "finetune": "experiments.stages.pose",
+    "reid": "experiments.stages.reid",
 }
 
 

@@ -1,4 +1,4 @@
-"""Stages ``siamese`` and ``refine``: the correspondence network (paper §4, SPEC §1).
+"""Stages ``siamese`` and ``refine``: the correspondence network (paper §4; docs/method.md §1).
 
 ``siamese`` trains SiameseModule on affine pairs; ``refine`` loads a Siamese checkpoint
 (``model.siamese_ckpt``: a checkpoint, a run folder, or ``latest`` = the best checkpoint of the newest
@@ -17,7 +17,9 @@ from experiments.stages import StageParts
 def build(cfg: DictConfig, run_dir: Path) -> StageParts:
     from datamodules.pairs import PairDataModule
 
-    sections = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("optim", "loss", "vis")}
+    from callbacks.figures import AffinityFigure
+
+    sections = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("optim", "loss")}
     common = dict(input_size=int(cfg.data.input_size), stride=int(cfg.data.stride),
                   joint_layout=str(cfg.data.train_format), **sections)
     m = cfg.model
@@ -43,8 +45,26 @@ def build(cfg: DictConfig, run_dir: Path) -> StageParts:
             **common)
     else:
         raise ValueError(f"this builder serves 'siamese' and 'refine', not {cfg.stage!r}")
-    module.figure_dir = Path(run_dir) / "figures"
-    return StageParts(module=module, datamodule=PairDataModule(cfg.data, seed=int(cfg.seed)))
+    figure = AffinityFigure(Path(run_dir) / "figures", cfg.stage, int(cfg.figures.every_n_validations),
+                            int(cfg.figures.samples))
+    return StageParts(module=module, datamodule=PairDataModule(cfg.data, seed=int(cfg.seed)),
+                      callbacks=[figure, *tracking_callbacks(cfg)])
+
+
+def tracking_callbacks(cfg: DictConfig) -> list:
+    """The tracking evaluation of ``cfg.track_eval`` (callbacks/tracking_eval.py), when enabled."""
+    from callbacks.tracking_eval import TrackEvalSetupError, TrackingEvaluationCallback
+    from datamodules.sources import dataset_root
+    from experiments.config import ConfigError
+
+    try:
+        cb = TrackingEvaluationCallback.from_config(
+            OmegaConf.to_container(cfg.track_eval, resolve=True),
+            posetrack_root=lambda: dataset_root(cfg.data, "posetrack"),   # after the datamodule prepared it
+            fast_dev_run=bool(cfg.trainer.fast_dev_run), output_root=cfg.output_root)
+    except TrackEvalSetupError as e:
+        raise ConfigError(str(e)) from None
+    return [cb] if cb is not None else []
 
 
 def main(argv: list[str] | None = None) -> int:

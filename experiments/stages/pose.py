@@ -1,4 +1,4 @@
-"""Stages ``pose`` and ``finetune``: the top-down pose estimator (paper §6.1, SPEC §2).
+"""Stages ``pose`` and ``finetune``: the top-down pose estimator (paper §6.1; docs/method.md §2).
 
 ``pose`` trains PoseEstimatorModule on COCO-format crops (``data.train_format: coco``). ``finetune``
 starts from a pose checkpoint (``model.init_ckpt``: a path, or ``latest`` = the best checkpoint of the
@@ -16,6 +16,7 @@ from experiments.stages import StageParts
 
 
 def build(cfg: DictConfig, run_dir: Path) -> StageParts:
+    from callbacks.figures import PoseFigure
     from datamodules.topdown import TopDownDataModule
     from lightning_modules.pose import PoseEstimatorModule
 
@@ -40,9 +41,7 @@ def build(cfg: DictConfig, run_dir: Path) -> StageParts:
         milestones=[int(v) for v in cfg.optim.milestones], gamma=float(cfg.optim.gamma),
         heatmap_weight=float(m.loss.heatmap_weight), offset_weight=float(m.loss.offset_weight),
         stage_weights=[float(v) for v in m.loss.stage_weights], flip_test=bool(m.flip_test),
-        oks_nms=None if cfg.val.oks_nms is None else float(cfg.val.oks_nms),
-        figure_crops=int(cfg.val.figure_crops), figure_every_n_epochs=int(cfg.val.figure_every_n_epochs),
-        figures_dir=str(Path(run_dir) / "figures"), stage=str(cfg.stage))
+        oks_nms=None if cfg.val.oks_nms is None else float(cfg.val.oks_nms), stage=str(cfg.stage))
     if init is not None:
         checkpoints.load_weights(module.net, init, "net.", what="model.init_ckpt")
         print(f"[corrtrack] {cfg.stage}: initialised from {init.path}")
@@ -55,7 +54,9 @@ def build(cfg: DictConfig, run_dir: Path) -> StageParts:
     dm = TopDownDataModule(cfg.data, layout=str(m.layout), stride=int(module.net.stride),
                            target_kind=str(m.target.kind), radius=float(m.target.radius),
                            unlabeled_weight=float(m.target.unlabeled_weight), seed=int(cfg.seed))
-    return StageParts(module=module, datamodule=dm)
+    figure = PoseFigure(Path(run_dir) / "figures", cfg.stage, int(cfg.figures.every_n_validations),
+                        int(cfg.figures.samples))
+    return StageParts(module=module, datamodule=dm, callbacks=[figure])
 
 
 def evaluate_checkpoint(ckpt: str | Path, overrides: list[str] | None = None, untrained: bool = False,

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# `make weights`: retrain the weights that ship in weights/ from scratch with the `cpu` presets and export
+# them (weights only) with weights/MANIFEST.json (command, commit, run id, metrics, sha256).
+# Every stage trains for its preset's full epoch count (trainer.max_time=null), so the result does not
+# depend on how fast or busy the machine is; seeds are the presets' (seed 0, synthetic worlds of seed 0).
+# The pose weights are also scored on the `hard` world's val videos with GT boxes (COCO keypoint AP,
+# PoseTrack layout), the figure the manifest states as `hard_val_ap_gt_boxes`.
+# Usage: bash experiments/weights.sh [RUN_ID]   (default: weights-<timestamp>; outputs/<stage>/<RUN_ID>/)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+ID=${1:-weights-$(date +%Y%m%d-%H%M%S)}
+OUT=${CORRTRACK_OUTPUTS:-outputs}
+COMMON=(data.coco_root=synth data.posetrack_root=synth trainer.max_time=null trainer.enable_progress_bar=false)
+
+run() { echo "+ $*" >&2; "$@"; }
+run "$PY" -m experiments.run pose cpu "${COMMON[@]}" run_id="$ID"
+run "$PY" -m experiments.run finetune cpu "${COMMON[@]}" model.init_ckpt="$OUT/pose/$ID" run_id="$ID"
+# the tracking evaluation during training is a monitor, not part of the recipe (it would need the very
+# weights being made): off for the correspondence stages here
+run "$PY" -m experiments.run siamese cpu "${COMMON[@]}" track_eval.enabled=false run_id="$ID"
+run "$PY" -m experiments.run refine cpu "${COMMON[@]}" track_eval.enabled=false model.siamese_ckpt="$OUT/siamese/$ID" \
+    run_id="$ID"
+run "$PY" -m experiments.run reid cpu "${COMMON[@]}" run_id="$ID"
+
+pose_ckpt=$("$PY" -c "from corrtrack import checkpoints; print(checkpoints.resolve('$OUT/finetune/$ID'))")
+ap=$(run "$PY" -m experiments.stages.pose "$pose_ckpt" data.synth.preset=hard | tail -n 1 \
+     | "$PY" -c "import json, sys; print(json.load(sys.stdin)['ap'])")
+run "$PY" -m corrtrack.weights export --pose "$OUT/finetune/$ID" --correspondence "$OUT/refine/$ID" \
+    --reid "$OUT/reid/$ID" --metric "pose:hard_val_ap_gt_boxes=$ap" \
+    --command "make weights (bash experiments/weights.sh $ID)"
+run "$PY" -m corrtrack.weights verify
