@@ -34,9 +34,10 @@ def _as_outputs(t: dict) -> tuple[torch.Tensor, torch.Tensor]:
 # --------------------------------------------------------------------------------------------------
 # targets and decoding
 # --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("stride,radius,kind", [(8, 2.0, "disk"), (4, 1.5, "disk"), (16, 1.0, "disk"),
-                                                (8, 1.5, "gaussian")])
-def test_encode_then_decode_is_identity(stride, radius, kind):
+@pytest.mark.parametrize("stride,radius,kind,vote", [(8, 2.0, "disk", 0.0), (4, 1.5, "disk", 0.0),
+                                                     (16, 1.0, "disk", 0.0), (8, 1.5, "gaussian", 0.0),
+                                                     (4, 2.0, "disk", 2.0), (8, 1.0, "disk", 3.0)])
+def test_encode_then_decode_is_identity(stride, radius, kind, vote):
     rng = np.random.default_rng(stride)
     for _ in range(5):
         kp = _random_pose(rng)
@@ -44,9 +45,23 @@ def test_encode_then_decode_is_identity(stride, radius, kind):
         hm, off = _as_outputs(t)
         # any cell of the disk may win the argmax: the offset there must still land on the joint
         hm = hm * torch.from_numpy(rng.uniform(0.5, 1.0, hm.shape).astype(np.float32))
-        dec = decode(hm, off, stride)[0].numpy()
+        dec = decode(hm, off, stride, vote_radius=vote)[0].numpy()
         np.testing.assert_allclose(dec[:, :2], kp[:, :2], atol=1e-3)
         assert (dec[:, 2] > 0.4).all()
+
+
+def test_decode_votes_are_the_heatmap_weighted_mean_near_the_argmax():
+    hm = torch.zeros(1, 1, 6, 5)
+    off = torch.zeros(1, 1, 2, 6, 5)
+    hm[0, 0, 2, 2], off[0, 0, :, 2, 2] = 0.9, torch.tensor([0.4, 0.0])    # argmax cell votes x = 2.4
+    hm[0, 0, 2, 3], off[0, 0, :, 2, 3] = 0.3, torch.tensor([-1.0, 0.5])   # neighbour votes (2.0, 2.5)
+    hm[0, 0, 5, 0], off[0, 0, :, 5, 0] = 0.6, torch.tensor([0.0, 0.0])    # far away: not a vote at r = 2
+    np.testing.assert_allclose(decode(hm, off, 4)[0, 0].numpy(), [2.4 * 4, 2 * 4, 0.9], atol=1e-5)
+    x = (0.9 * 2.4 + 0.3 * 2.0) / 1.2
+    y = (0.9 * 2.0 + 0.3 * 2.5) / 1.2
+    np.testing.assert_allclose(decode(hm, off, 4, vote_radius=2.0)[0, 0].numpy(), [4 * x, 4 * y, 0.9], atol=1e-5)
+    # an all-zero map has no votes: the argmax cell's own offset, no NaN
+    assert np.isfinite(decode(torch.zeros(1, 1, 6, 5), off[:, :1], 4, vote_radius=2.0).numpy()).all()
 
 
 def test_targets_grid_and_weights():
@@ -81,13 +96,14 @@ def test_flip_back_swaps_left_and_right():
 
 @pytest.mark.parametrize("stride", [4, 8])
 @pytest.mark.parametrize("perm_name", ["coco", "posetrack"])
-def test_flip_test_decode_recovers_joints(stride, perm_name):
+@pytest.mark.parametrize("vote", [0.0, 2.0])
+def test_flip_test_decode_recovers_joints(stride, perm_name, vote):
     perm = layout(perm_name)["flip_perm"]
     rng = np.random.default_rng(1)
     kp = _random_pose(rng)
     hm, off = _as_outputs(encode_targets(kp, (H, W), stride, 2.0))
     hm_f, off_f = _as_outputs(encode_targets(_mirror(kp, W, perm), (H, W), stride, 2.0))
-    dec = flip_test_decode(hm, off, hm_f, off_f, stride, perm)[0].numpy()
+    dec = flip_test_decode(hm, off, hm_f, off_f, stride, perm, vote_radius=vote)[0].numpy()
     np.testing.assert_allclose(dec[:, :2], kp[:, :2], atol=1e-3)
     # a wrong permutation (no swap) puts left joints on right ones: the check above would fail
     wrong = flip_test_decode(hm, off, hm_f, off_f, stride, np.arange(17))[0].numpy()
