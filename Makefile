@@ -77,8 +77,9 @@ train-refine: $(STAMP) ## train the refinement stage on the frozen Siamese stage
 train-pose: $(STAMP) ## train the top-down pose estimator on COCO-format data
 	$(RUN) pose $(PRESET) $(DATA_ARGS) $(ARGS)
 
-finetune-pose: $(STAMP) ## fine-tune the pose estimator on PoseTrack-format data (POSE_CKPT=latest|path)
-	$(RUN) finetune $(PRESET) $(subst data.train_format=coco,,$(DATA_ARGS)) model.init_ckpt=$(POSE_CKPT) $(ARGS)
+finetune-pose: $(STAMP) ## fine-tune the pose estimator on PoseTrack-format data (POSE_CKPT=latest|path; default: the preset's)
+	$(RUN) finetune $(PRESET) $(subst data.train_format=coco,,$(DATA_ARGS)) \
+		$(if $(filter command line environment,$(origin POSE_CKPT)),model.init_ckpt=$(POSE_CKPT)) $(ARGS)
 
 train-reid: $(STAMP) ## train the person re-ID net of the tracker's reid cue on PoseTrack track identities
 	$(RUN) reid $(PRESET) $(subst data.train_format=coco,,$(DATA_ARGS)) $(ARGS)
