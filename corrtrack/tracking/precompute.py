@@ -270,7 +270,7 @@ def precompute_video(video: Video, config: TrackingConfig, models: Models, cues:
         if "reid" in parts:
             with _Timer(sec, "reid"):
                 e = models.reid.embed(img, cands.boxes) if len(cands) else np.zeros((0, 1))
-            e = np.asarray(e, dtype=np.float32).reshape(len(cands), -1)
+            e = np.asarray(e, dtype=np.float32).reshape(len(cands), -1) if len(cands) else np.zeros((0, 1), np.float32)
             cache.embeddings[f] = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
 
         # keep only what later frames need
