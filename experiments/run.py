@@ -382,14 +382,8 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> Path:
     rank0 = _global_rank() == 0
     fresh = rank0 and not run_dir.exists()    # a folder this invocation creates (and may discard)
     summary = _read_summary(run_dir) if plan.continuing else {}
-    if rank0 and plan.continuing and plan.resume_from is not None:
-        from callbacks.run_state import stale_checkpoints
-
-        for old in stale_checkpoints(run_dir, plan.resume_from):   # an earlier attempt's, untracked now
-            old.unlink(missing_ok=True)
-            print(f"[corrtrack] removed {old} (an earlier attempt's checkpoint, older than "
-                  f"{plan.resume_from.name})", file=sys.stderr)
     if rank0:
+        _remove_stale_checkpoints(plan)
         try:
             (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -451,6 +445,19 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> Path:
     if ending in EXIT_SIGNAL:
         raise RunEnded(ending, run_dir)
     return run_dir
+
+
+def _remove_stale_checkpoints(plan: RunPlan) -> None:
+    """A continued run: remove the earlier attempts' checkpoints its resumed state no longer tracks
+    (``callbacks.run_state.stale_checkpoints``), so they neither pile up nor are resumed from later."""
+    if not plan.continuing or plan.resume_from is None:
+        return
+    from callbacks.run_state import stale_checkpoints
+
+    for old in stale_checkpoints(plan.run_dir, plan.resume_from):
+        old.unlink(missing_ok=True)
+        print(f"[corrtrack] removed {old} (an earlier attempt's checkpoint, older than "
+              f"{plan.resume_from.name})", file=sys.stderr)
 
 
 def _discard_unstarted(run_dir: Path) -> None:
