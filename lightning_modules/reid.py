@@ -62,10 +62,9 @@ def batch_hard_triplet_loss(features: Tensor, labels: Tensor, margin: float = 0.
     d_ap = torch.where(pos, dist, torch.full_like(dist, -1.0)).max(dim=1).values
     d_an = torch.where(neg, dist, torch.full_like(dist, float("inf"))).min(dim=1).values
     ok = pos.any(1) & neg.any(1)
-    if not ok.any():
-        loss = f.sum() * 0.0
-    else:
-        loss = F.relu(d_ap[ok] - d_an[ok] + margin).mean()
+    # mean over the anchors having both, without `ok.any()` or boolean indexing (a host sync each on GPU)
+    per = torch.where(ok, F.relu(d_ap - d_an + margin), torch.zeros_like(d_ap))
+    loss = per.sum() / ok.sum().clamp(min=1)
     nan = torch.full_like(d_ap, float("nan"))
     return loss, torch.where(pos.any(1), d_ap, nan), torch.where(neg.any(1), d_an, nan)
 

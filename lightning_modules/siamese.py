@@ -85,10 +85,12 @@ class CorrespondenceModule(pl.LightningModule):
         bs = batch["image1"].shape[0]
         self.log("train/loss", out["loss"], prog_bar=True, batch_size=bs)
         with torch.no_grad():
-            pres = batch["present"]
-            if pres.any():
-                hits = pck_hits(out["probs"][pres], batch["target_xy"][pres])
-                self.log("train/corr_pck", hits.float().mean(), batch_size=bs)
+            # every slot scored, the present ones averaged: no boolean indexing nor `pres.any()`, each of
+            # which would wait for the GPU at every step (a batch with no present keypoint logs NaN)
+            pres = batch["present"].reshape(-1)
+            probs = out["probs"]
+            hits = pck_hits(probs.reshape(-1, *probs.shape[-2:]), batch["target_xy"].reshape(-1, 2)) & pres
+            self.log("train/corr_pck", hits.sum().float() / pres.sum().float(), batch_size=bs)   # 0/0 = NaN
         return out["loss"]
 
     def on_validation_epoch_start(self) -> None:
