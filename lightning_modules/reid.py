@@ -36,6 +36,7 @@ from torch import Tensor
 
 from corrtrack.nets.reid import build_reid_net
 from corrtrack.reid import retrieval_metrics
+from lightning_modules.perf import PerfSettings
 from lightning_modules.schedule import elapsed_share
 
 log = logging.getLogger(__name__)
@@ -86,7 +87,7 @@ def reid_validation_metrics(embeddings: np.ndarray, labels: np.ndarray, videos: 
             "map_video": own["map"], "num_queries": every["num_queries"]}
 
 
-class ReIDModule(pl.LightningModule):
+class ReIDModule(PerfSettings, pl.LightningModule):
     """Person re-ID training (identity + batch-hard triplet loss, BNNeck).
 
     Args:
@@ -133,7 +134,7 @@ class ReIDModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         x = batch["image"]
-        if self.device.type == "cpu":
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         losses = self.compute_loss(self.net(x), batch["label"])
         bs = x.shape[0]
@@ -149,7 +150,7 @@ class ReIDModule(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         x = batch["image"]
-        if self.device.type == "cpu":
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         self._val.append({"embeddings": self.embed(x).cpu().numpy(),
                           **{k: batch[k].cpu().numpy() for k in ("label", "video", "frame", "index")}})
@@ -173,9 +174,7 @@ class ReIDModule(pl.LightningModule):
 
     # -- optimisation -------------------------------------------------------------------------------
     def on_fit_start(self) -> None:
-        # oneDNN's CPU convolutions run ~1.5x faster on channels-last tensors (values are unchanged)
-        if self.device.type == "cpu":
-            self.to(memory_format=torch.channels_last)
+        self.apply_perf_settings()   # channels-last unless perf.channels_last=false (lightning_modules.perf)
 
     def configure_optimizers(self):
         o = self.hparams["optim"]
