@@ -145,3 +145,26 @@ def test_train_throughput_reports_tflops_and_no_mfu_on_cpu():
     assert r["forward_gflops_frozen"] > 0 and r["mfu"] == pytest.approx(r["achieved_tflops"])
     expected = 3 * r["forward_gflops_trained"] + r["forward_gflops_frozen"]
     assert r["train_gflops_per_sample"] == pytest.approx(expected)
+
+
+def test_gpu_check_cpu_smoke_writes_its_summary(tiny_world, tmp_path):
+    """experiments/gpu_check.sh --cpu-smoke: every step runs (tiny sizes on the CPU) and the summary holds the
+    throughput rows (TFLOP/s, no MFU without a peak), the loader check and the end-to-end run."""
+    out = tmp_path / "gpu"
+    env = {**os.environ, "PY": sys.executable, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1",
+           "CORRTRACK_SYNTH_ROOT": str(tiny_world.parent)}
+    script = str(ROOT / "experiments" / "gpu_check.sh")
+    r = subprocess.run(["bash", script, "--cpu-smoke", str(out)], cwd=ROOT,
+                       env=env, capture_output=True, text=True, timeout=3600)
+    steps = (out / "steps.tsv").read_text()
+    assert r.returncode == 0, steps + r.stdout[-3000:]
+    assert {line.split("\t")[0] for line in steps.splitlines()} == \
+        {"env", "tt_bf16", "tt_fp32", "tt_nchw", "world", "loader", "e2e", "summary"}
+    s = json.loads((out / "summary.json").read_text())
+    stages = {(row["file"], row["stage"]) for row in s["throughput"]}
+    assert {("tt_bf16.json", "siamese"), ("tt_bf16.json", "refine"), ("tt_nchw.json", "siamese")} <= stages
+    assert all(row["mfu"] is None and row["achieved_tflops"] > 0 for row in s["throughput"])
+    assert s["data"]["loader_pairs_per_s"] > 0 and s["data"]["end_to_end_pairs_per_s"] > 0
+    assert s["data"]["verdict"] in ("loader keeps up", "data-loader bound")
+    md = (out / "summary.md").read_text()
+    assert "| siamese |" in md and "n/a (no peak)" in md

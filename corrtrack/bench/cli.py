@@ -14,7 +14,7 @@ import torch
 from corrtrack.bench.chart import plot_table
 from corrtrack.bench.propagation import markdown_table, run_propagation
 from corrtrack.bench.speed import AUTOCAST, affinity_speed, training_speed
-from corrtrack.bench.throughput import PAPER, STAGES, describe, train_throughput
+from corrtrack.bench.throughput import PAPER, STAGES, describe, stage_flops, train_throughput
 from corrtrack.cli import InputError, entry_point
 from corrtrack.keypoints import NUM_JOINTS
 
@@ -130,6 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--peak-tflops", type=_positive_float, default=None,
                    help="the device's peak TFLOP/s for MFU (default: dense bf16 of known GPUs; none on CPU)")
     t.add_argument("--threads", type=_int_at_least("--threads", 1), default=None, help="CPU threads")
+    t.add_argument("--flops-only", action="store_true",
+                   help="print the model FLOPs per sample, train nothing")
     t.add_argument("--out", default=None, help="JSON file of the results")
     t.add_argument("--debug", action="store_true", help="show tracebacks (also CORRTRACK_DEBUG=1)")
     args = ap.parse_args(argv)
@@ -145,6 +147,14 @@ def main(argv: list[str] | None = None) -> int:
                 overrides["width"] = args.width
                 if "refine_width" in PAPER[stage]:
                     overrides["refine_width"] = args.width
+            if args.flops_only:
+                f = stage_flops(stage, **overrides)
+                size = "x".join(str(v) for v in f["config"]["input_size"])
+                g = {k: f[k] / 1e9 for k in ("forward_trained", "forward_frozen", "train")}
+                print(f"{stage:8s} {size:>7s}: forward {g['forward_trained']:.2f} GFLOP/{f['unit']} trained + "
+                      f"{g['forward_frozen']:.2f} frozen -> training {g['train']:.2f} GFLOP/{f['unit']}")
+                results.append(f)
+                continue
             r = train_throughput(stage, device=args.device, precision=args.precision, steps=args.steps,
                                  warmup=args.warmup, channels_last=args.channels_last, compile=args.compile,
                                  cudnn_benchmark=args.cudnn_benchmark, peak=args.peak_tflops,
