@@ -32,7 +32,7 @@ endif
 RUN := $(PY) -m experiments.run
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test test-slow world preview train-siamese train-refine train-pose finetune-pose weights \
+.PHONY: help venv demo test test-slow test-slurm world preview train-siamese train-refine train-pose finetune-pose weights \
         train-reid track bench-eval bench-corr bench-propagation bench-track clean
 
 help: ## list every target with one line each
@@ -58,6 +58,9 @@ test: $(STAMP) ## fast test tier (unit tests, fast_dev_run of every config, 2-pr
 
 test-slow: $(STAMP) ## slow tier: training smoke runs and benchmarks
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
+
+test-slurm: $(STAMP) ## real one-node SLURM on localhost (apt-get installs slurm-wlm + munge; root): requeued 2-task CPU DDP job
+	$(PY) -m pytest -q -s -m slurm tests/test_slurm.py $(PYTEST_ARGS)
 
 world: $(STAMP) ## generate a synthetic world: SYNTH_PRESET=tiny|small|standard|hard SEED=0
 	$(PY) -m corrtrack.synth --out data/synth/$(SYNTH_PRESET)-seed$(SEED) --preset $(SYNTH_PRESET) --seed $(SEED)
