@@ -55,13 +55,14 @@ if [ $SMOKE = 1 ]; then
     TT=(--device cpu --input-size 64 --width 0.25 --batch-size 2 --steps 1 --warmup 1 --threads 1)
     ALL=(--stage siamese --stage refine); TWO=(--stage siamese)
     RUN=(data.synth.preset=$PRESET data.input_size=64 model.width=0.25 data.batch_size=2 data.num_workers=0
-         trainer.accelerator=cpu cpu_threads=1 trainer.max_steps=4 trainer.limit_val_batches=0)
+         trainer.accelerator=cpu cpu_threads=1 trainer.max_steps=6 trainer.limit_train_batches=6
+         trainer.limit_val_batches=0)   # 6 steps: the Throughput callback skips the first 3
     LOADER=(data.synth.preset=$PRESET data.input_size=64 data.batch_size=2 --workers 0 --batches 2)
 else
     DEV=cuda PRESET=small
     TT=(--device cuda --steps 20 --warmup 3)
     ALL=(--stage siamese --stage refine --stage pose --stage reid); TWO=(--stage siamese --stage pose)
-    RUN=(trainer.max_steps=$STEPS trainer.limit_val_batches=0 trainer.num_sanity_val_steps=0)
+    RUN=(trainer.max_steps=$STEPS trainer.max_epochs=-1 trainer.limit_val_batches=0 trainer.num_sanity_val_steps=0)
     LOADER=(data.num_workers=auto --batches 40)
 fi
 
