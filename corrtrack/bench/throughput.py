@@ -103,67 +103,79 @@ def build_problem(stage: str, device: str | torch.device = "meta", **overrides: 
 
 
 def _build(stage: str, cfg: dict) -> StageProblem:
-    hw = cfg["input_size"]
     if stage in ("siamese", "refine"):
-        from corrtrack.nets import RefinementNet, SiameseNet
+        return _correspondence_problem(stage, cfg)
+    return _pose_problem(cfg) if stage == "pose" else _reid_problem(cfg)
 
-        siamese = SiameseNet(cfg["variant"], width=float(cfg["width"]), descriptor="bilinear")
 
-        def make_pair(b: int, d: torch.device) -> dict:
-            return _pair_batch(b, d, hw, int(cfg["persons"]))
+def _correspondence_problem(stage: str, cfg: dict) -> StageProblem:
+    from corrtrack.nets import RefinementNet, SiameseNet
 
-        if stage == "siamese":
-            def step(batch: dict, ctx: Any) -> Tensor:
-                f1, f2 = siamese.forward_pair(batch["image1"], batch["image2"])
-                a = corr.affinity(corr.extract_descriptors(f1, batch["kpts1"], batch["query_valid"],
-                                                           siamese.descriptor), f2)
-                return corr.correspondence_bce(corr.log_softmax_maps(a.float()), batch["cells"],
-                                               batch["present"], batch["query_valid"], kind="log_prob")
+    hw = cfg["input_size"]
+    siamese = SiameseNet(cfg["variant"], width=float(cfg["width"]), descriptor="bilinear")
 
-            return StageProblem(stage, [siamese.train()], [], make_pair, step, config=cfg)
-        refinement = RefinementNet(width=float(cfg["refine_width"]),
-                                   in_channels=2 * siamese.feat_channels + NUM_JOINTS, residual=True)
-        siamese.eval().requires_grad_(False)
+    def make_pair(b: int, d: torch.device) -> dict:
+        return _pair_batch(b, d, hw, int(cfg["persons"]))
 
-        def frozen(batch: dict) -> Any:
-            with torch.no_grad():
-                f1, f2 = siamese.forward_pair(batch["image1"], batch["image2"])
-                _, s = corr.siamese_maps(f1, f2, batch["kpts1"], batch["query_valid"],
-                                         sampling=siamese.descriptor)
-            return f1, f2, s
+    if stage == "siamese":
+        def step(batch: dict, ctx: Any) -> Tensor:
+            f1, f2 = siamese.forward_pair(batch["image1"], batch["image2"])
+            a = corr.affinity(corr.extract_descriptors(f1, batch["kpts1"], batch["query_valid"],
+                                                       siamese.descriptor), f2)
+            return corr.correspondence_bce(corr.log_softmax_maps(a.float()), batch["cells"],
+                                           batch["present"], batch["query_valid"], kind="log_prob")
 
-        def refine_step(batch: dict, ctx: Any) -> Tensor:
-            f1, f2, s = ctx
-            logits = refinement(f1, f2, s)
-            return corr.correspondence_bce(logits.float(), batch["cells"], batch["present"],
-                                           batch["query_valid"], kind="logit")
+        return StageProblem(stage, [siamese.train()], [], make_pair, step, config=cfg)
+    refinement = RefinementNet(width=float(cfg["refine_width"]),
+                               in_channels=2 * siamese.feat_channels + NUM_JOINTS, residual=True)
+    siamese.eval().requires_grad_(False)
 
-        return StageProblem(stage, [refinement.train()], [siamese], make_pair, refine_step, frozen, cfg)
-    if stage == "pose":
-        from corrtrack.nets.pose import PoseNet
+    def frozen(batch: dict) -> Any:
+        with torch.no_grad():
+            f1, f2 = siamese.forward_pair(batch["image1"], batch["image2"])
+            _, s = corr.siamese_maps(f1, f2, batch["kpts1"], batch["query_valid"],
+                                     sampling=siamese.descriptor)
+        return f1, f2, s
 
-        net = PoseNet(width=float(cfg["width"]), trunk_stride=int(cfg["trunk_stride"])).train()
-        s = net.stride
+    def refine_step(batch: dict, ctx: Any) -> Tensor:
+        f1, f2, s = ctx
+        logits = refinement(f1, f2, s)
+        return corr.correspondence_bce(logits.float(), batch["cells"], batch["present"],
+                                       batch["query_valid"], kind="logit")
 
-        def make_crops(b: int, d: torch.device) -> dict:
-            g = (hw[0] // s, hw[1] // s)
-            return {"image": torch.randn(b, 3, *hw, device=d),
-                    "heatmaps": (torch.rand(b, NUM_JOINTS, *g, device=d) < 0.01).float(),
-                    "offsets": torch.randn(b, NUM_JOINTS, 2, *g, device=d),
-                    "offset_mask": torch.rand(b, NUM_JOINTS, *g, device=d) < 0.05}
+    return StageProblem(stage, [refinement.train()], [siamese], make_pair, refine_step, frozen, cfg)
 
-        def pose_step(batch: dict, ctx: Any) -> Tensor:
-            out = net(batch["image"])
-            loss = batch["image"].new_zeros(())
-            mask = batch["offset_mask"][:, :, None].float()
-            for hm, off in zip(out["heatmaps"], out["offsets"]):
-                loss = loss + F.binary_cross_entropy_with_logits(hm.float(), batch["heatmaps"])
-                loss = loss + ((off.float() - batch["offsets"]).abs() * mask).sum() / mask.sum().clamp(min=1)
-            return loss
 
-        return StageProblem(stage, [net], [], make_crops, pose_step, config=cfg)
+def _pose_problem(cfg: dict) -> StageProblem:
+    from corrtrack.nets.pose import PoseNet
+
+    hw = cfg["input_size"]
+    net = PoseNet(width=float(cfg["width"]), trunk_stride=int(cfg["trunk_stride"])).train()
+    s = net.stride
+
+    def make_crops(b: int, d: torch.device) -> dict:
+        g = (hw[0] // s, hw[1] // s)
+        return {"image": torch.randn(b, 3, *hw, device=d),
+                "heatmaps": (torch.rand(b, NUM_JOINTS, *g, device=d) < 0.01).float(),
+                "offsets": torch.randn(b, NUM_JOINTS, 2, *g, device=d),
+                "offset_mask": torch.rand(b, NUM_JOINTS, *g, device=d) < 0.05}
+
+    def pose_step(batch: dict, ctx: Any) -> Tensor:
+        out = net(batch["image"])
+        loss = batch["image"].new_zeros(())
+        mask = batch["offset_mask"][:, :, None].float()
+        for hm, off in zip(out["heatmaps"], out["offsets"]):
+            loss = loss + F.binary_cross_entropy_with_logits(hm.float(), batch["heatmaps"])
+            loss = loss + ((off.float() - batch["offsets"]).abs() * mask).sum() / mask.sum().clamp(min=1)
+        return loss
+
+    return StageProblem("pose", [net], [], make_crops, pose_step, config=cfg)
+
+
+def _reid_problem(cfg: dict) -> StageProblem:
     from corrtrack.nets.reid import build_reid_net
 
+    hw = cfg["input_size"]
     kw = {"width": float(cfg["width"])} if cfg["arch"] == "bninception" else {}
     net = build_reid_net(cfg["arch"], num_classes=int(cfg["num_classes"]), **kw).train()
 
@@ -174,7 +186,7 @@ def _build(stage: str, cfg: dict) -> StageProblem:
     def reid_step(batch: dict, ctx: Any) -> Tensor:
         return F.cross_entropy(net(batch["image"])["logits"].float(), batch["label"], label_smoothing=0.1)
 
-    return StageProblem(stage, [net], [], make_ids, reid_step, config=cfg)
+    return StageProblem("reid", [net], [], make_ids, reid_step, config=cfg)
 
 
 def stage_flops(stage: str, **overrides: Any) -> dict:
@@ -248,23 +260,7 @@ def train_throughput(stage: str, device: str = "cpu", precision: str = "auto", s
         if dev.type == "cuda":
             torch.cuda.synchronize(dev)
 
-    t0 = time.perf_counter()
-    step()
-    sync()
-    first = time.perf_counter() - t0
-    for _ in range(max(0, warmup - 1)):
-        step()
-    sync()
-    it = range(steps)
-    if progress:
-        from tqdm import tqdm
-
-        it = tqdm(it, desc=f"{stage} steps", leave=False)
-    t0 = time.perf_counter()
-    for _ in it:
-        step()
-    sync()
-    sec = (time.perf_counter() - t0) / steps
+    first, sec = _time_steps(step, sync, warmup, steps, f"{stage} steps" if progress else None)
     name = torch.cuda.get_device_name(dev) if dev.type == "cuda" else None
     if peak is None:
         peak = peak_tflops(name)
@@ -283,6 +279,29 @@ def train_throughput(stage: str, device: str = "cpu", precision: str = "auto", s
     if dev.type == "cuda":
         out["max_memory_gib"] = torch.cuda.max_memory_allocated(dev) / 2 ** 30
     return out
+
+
+def _time_steps(step: Callable[[], None], sync: Callable[[], None], warmup: int, steps: int,
+                desc: str | None) -> tuple[float, float]:
+    """(seconds of the first step, mean seconds of ``steps`` steps after ``warmup`` untimed ones, the first
+    included); ``sync`` only around the timed loop."""
+    t0 = time.perf_counter()
+    step()
+    sync()
+    first = time.perf_counter() - t0
+    for _ in range(max(0, warmup - 1)):
+        step()
+    sync()
+    it = range(steps)
+    if desc:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc=desc, leave=False)
+    t0 = time.perf_counter()
+    for _ in it:
+        step()
+    sync()
+    return first, (time.perf_counter() - t0) / steps
 
 
 def describe(r: dict) -> str:
