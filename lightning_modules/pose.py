@@ -28,9 +28,10 @@ from corrtrack.nets.pose import PoseNet
 from corrtrack.oks import oks_nms
 from corrtrack.pose import (DEFAULT_INPUT_SIZE, DEFAULT_VOTE_RADIUS, crop_to_image, decode, flip_test_decode,
                             pose_score)
+from lightning_modules.perf import PerfSettings
 
 
-class PoseEstimatorModule(pl.LightningModule):
+class PoseEstimatorModule(PerfSettings, pl.LightningModule):
     """Top-down pose estimator.
 
     Args:
@@ -181,6 +182,9 @@ class PoseEstimatorModule(pl.LightningModule):
         self._val_preds = []
 
     # -- optimisation -------------------------------------------------------------------------------
+    def on_fit_start(self) -> None:
+        self.apply_perf_settings()   # channels-last unless perf.channels_last=false (lightning_modules.perf)
+
     def configure_optimizers(self):
         hp = self.hparams
         opt = torch.optim.Adam(self.net.parameters(), lr=float(hp.lr), weight_decay=float(hp.weight_decay))

@@ -147,6 +147,7 @@ OTHER_JSON = {
     "corrtrack/synth/world.py": "the world's world.json marker",
     "corrtrack/synth/preview.py": "the synthetic world's COCO annotations",
     "experiments/run.py": "a run's summary.json",
+    "experiments/gpu_summary.py": "the GPU check's benchmark results and a run's summary.json",
 }
 
 
