@@ -2,7 +2,7 @@
 
     python -m corrtrack.track --posetrack-root ROOT [--split val] --out DIR --cue {oks,flow,reid,corr,all}
         [--boxes gt|detections|gt-poses] [--detections PATH] [--pose-ckpt CKPT] [--corr-ckpt CKPT]
-        [--reid-ckpt CKPT] [--render] [--max-videos N] [--preset paper|release] [key=value ...]
+        [--reid-ckpt CKPT] [--render] [--max-videos N] [--preset paper|release] [--cache-dir DIR] [key=value ...]
 
 ROOT is the official PoseTrack layout (``ROOT/annotations/<split>/*.json``, image paths relative to ROOT);
 for the synthetic world ROOT is ``<world>/posetrack``, whose ``detections/<split>/`` holds the default
@@ -51,6 +51,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-videos", type=int, default=None, metavar="N", help="only the first N videos")
     p.add_argument("--preset", choices=["paper", "release"], default="paper",
                    help="tracker settings: the paper's (default) or the authors' released tracker's")
+    p.add_argument("--cache-dir", metavar="DIR", default=None,
+                   help="keep the networks' per-video precomputation in DIR and reuse it when the checkpoints "
+                        "and the settings it depends on are the same (sweeps; docs/sweeps.md)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--no-eval", action="store_true", help="write the predictions only")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -110,8 +113,13 @@ def _run(args: argparse.Namespace) -> int:
         return video_detections(video.name, det_files[video.name], args.posetrack_root, args.split,
                                 config.detection_min_score)
 
+    store = None
+    if args.cache_dir:
+        from corrtrack.tracking.store import CacheStore
+
+        store = CacheStore(args.cache_dir, models.files)
     for video, cache, results in track_videos(videos, config, models, cues, detections=detections,
-                                              progress=progress):
+                                              progress=progress, store=store):
         frames += len(cache.frames)
         for k, v in cache.seconds.items():
             timing[k] = timing.get(k, 0.0) + v
@@ -133,6 +141,8 @@ def _run(args: argparse.Namespace) -> int:
                "seconds": round(elapsed, 2), "seconds_by_stage": {k: round(v, 3) for k, v in timing.items()},
                "checkpoints": {"pose": args.pose_ckpt, "corr": args.corr_ckpt, "reid": args.reid_ckpt},
                "predictions": {c: str(d) for c, d in pred_dirs.items()}}
+    if store is not None:
+        summary["cache"] = {"dir": str(store.root), "hits": dict(store.hits), "misses": dict(store.misses)}
     if not args.no_eval:
         table = evaluate_cues(videos, predictions, hota=True)
         title = (f"{len(videos)} video(s), boxes={config.boxes}, recovery="

@@ -1,5 +1,6 @@
-"""``python -m corrtrack.bench propagation|speed|tracking``: the command line of the benchmarks
-(``tracking`` lives with the tracker: :mod:`corrtrack.tracking.bench`). Bad input (a folder that is not a
+"""``python -m corrtrack.bench propagation|speed|tracking|sweep-cache``: the command line of the benchmarks
+(``tracking`` and ``sweep-cache`` live with the tracker: :mod:`corrtrack.tracking.bench`,
+:mod:`corrtrack.tracking.sweep_bench`). Bad input (a folder that is not a
 world, a missing or wrong checkpoint, a bad argument) gets one line naming it and exit status 2
 (``corrtrack.cli``; a traceback with ``--debug`` or CORRTRACK_DEBUG=1)."""
 from __future__ import annotations
@@ -52,8 +53,14 @@ def main(argv: list[str] | None = None) -> int:
         from corrtrack.tracking.bench import main as tracking_main
 
         return tracking_main(argv[1:])
+    if argv[:1] == ["sweep-cache"]:              # the tracking sweep's disk cache against one run
+        from corrtrack.tracking.sweep_bench import main as sweep_main
+
+        return sweep_main(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m corrtrack.bench", description=DESCRIPTION)
     sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("sweep-cache", help="a 25-point tau_corr x joint_threshold sweep with the disk cache vs one "
+                                       "tracking run (python -m corrtrack.bench sweep-cache --help)")
     sub.add_parser("tracking", help="tracking frames/s per cue with a breakdown (corrtrack.tracking.bench; "
                                     "python -m corrtrack.bench tracking --help)")
     p = sub.add_parser("propagation", help="PCKh of propagated poses: zero motion, DIS flow, Siamese, refined")

@@ -50,11 +50,14 @@ class Models:
     """The networks tracking uses; any may be None when the run does not need it. ``pose``: a
     ``corrtrack.pose.PoseEstimator`` (boxes -> poses, recovery); ``corr``: a
     ``corrtrack.correspondence.CorrespondenceModel`` (recovery, the corr cue, merge); ``reid``: an
-    :class:`Embedder` (the reid cue)."""
+    :class:`Embedder` (the reid cue); ``files``: where they were loaded from."""
 
     pose: Any = None
     corr: Any = None
     reid: Any = None
+    # {"pose" | "corr" | "reid": the checkpoint file each was loaded from} (keys of the disk cache,
+    # corrtrack.tracking.store); empty for nets built in memory
+    files: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
