@@ -268,11 +268,11 @@ def _is_tracking(command: list[str]) -> bool:
 
 # ------------------------------------------------------------------------------------ one tracking point
 def track_point(argv: list[str], wandb_mode: str | None = None, name: str | None = None,
-                config: dict[str, Any] | None = None) -> dict[str, Any]:
+                config: dict[str, Any] | None = None, wandb_dir: str | Path | None = None) -> dict[str, Any]:
     """``python -m corrtrack.track`` with ``argv`` inside a W&B run (``cue=X`` becomes ``--cue X``; without
     ``--out`` the output goes to ``outputs/sweeps/runs/<run id>``), its metrics logged as
     ``track/<cue>/{mota,map,idsw,hota}`` and ``track/{mota,map}`` (the cue tracked). Returns the metrics,
-    or {"error": ...}."""
+    or {"error": ...}. The W&B run's folder is ``wandb_dir`` (default: WANDB_DIR, else the current folder)."""
     import wandb
 
     from corrtrack.track import main as track_main
@@ -288,7 +288,7 @@ def track_point(argv: list[str], wandb_mode: str | None = None, name: str | None
         argv += ["--cue", cue]
     run = wandb.init(mode=wandb_mode, project=os.environ.get("WANDB_PROJECT", "corrtrack-sweeps"), name=name,
                      config=config if config is not None else _overrides(argv), reinit="finish_previous",
-                     dir=os.environ.get("WANDB_DIR"))
+                     dir=str(wandb_dir) if wandb_dir else os.environ.get("WANDB_DIR"))
     try:
         if "--out" not in argv:
             argv += ["--out", str(REPO / "outputs" / "sweeps" / "runs" / run.id)]
@@ -330,7 +330,7 @@ def _run_point(job: dict[str, Any]) -> dict[str, Any]:
             argv = cmd[i:] + ["--out", str(d / "track"), "--quiet"]
             with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
                 try:
-                    row = track_point(argv, "offline", job["name"], job["params"])
+                    row = track_point(argv, "offline", job["name"], job["params"], wandb_dir=d)
                 except Exception as e:                                     # one bad point, not the sweep
                     row = {"error": " ".join(f"{type(e).__name__}: {e}".split())}
         else:
