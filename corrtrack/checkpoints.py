@@ -68,8 +68,9 @@ def latest_run(output_root: str | Path, stage: str, what: str | None = None) -> 
 
 def run_checkpoint(run_dir: str | Path, what: str | None = None) -> Path:
     """The checkpoint of a run folder: ``summary.json``'s best, else its last, else
-    ``checkpoints/last.ckpt``, else the newest ``checkpoints/*.ckpt``. A path recorded in the summary
-    that no longer exists (a moved run folder) is looked up by name under ``checkpoints/``."""
+    ``checkpoints/last.ckpt``, else the newest ``checkpoints/*.ckpt``. A checkpoint recorded in the
+    summary is looked up by name under this folder's ``checkpoints/`` first, so a copied or moved run
+    folder uses its own files, then at the recorded path."""
     run = Path(run_dir)
     summary = run / "summary.json"
     if summary.is_file():
@@ -82,7 +83,7 @@ def run_checkpoint(run_dir: str | Path, what: str | None = None) -> Path:
         for key in ("best_checkpoint", "last_checkpoint"):
             if s.get(key):
                 recorded = Path(str(s[key]))
-                for cand in (recorded, run / "checkpoints" / recorded.name):
+                for cand in (run / "checkpoints" / recorded.name, recorded):
                     if cand.is_file():
                         return cand
     last = run / "checkpoints" / "last.ckpt"

@@ -78,6 +78,13 @@ def test_moved_run_folder_finds_its_checkpoints_by_name(tmp_path):
     assert C.resolve(run) == run / "checkpoints" / "best.ckpt"
 
 
+def test_copied_run_folder_uses_its_own_files(tmp_path):
+    orig = _run(tmp_path / "a", "siamese", "r1", {"best.ckpt": _corr_ckpt(False)})
+    copy = _run(tmp_path / "b", "siamese", "r1", {"best.ckpt": _corr_ckpt(False)},
+                summary={"best_checkpoint": str(orig / "checkpoints" / "best.ckpt")})
+    assert C.resolve(copy) == copy / "checkpoints" / "best.ckpt"
+
+
 def test_run_folder_without_checkpoint_and_bad_summary(tmp_path):
     run = tmp_path / "r"
     run.mkdir()
