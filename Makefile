@@ -32,7 +32,7 @@ endif
 RUN := $(PY) -m experiments.run
 
 .DEFAULT_GOAL := help
-.PHONY: help venv demo test test-slow world preview train-siamese train-refine train-pose finetune-pose weights \
+.PHONY: help venv demo test test-slow test-slurm world preview train-siamese train-refine train-pose finetune-pose weights \
         train-reid track sweep bench-eval bench-corr bench-propagation bench-track clean
 
 help: ## list every target with one line each
@@ -59,6 +59,9 @@ test: $(STAMP) ## fast test tier (unit tests, fast_dev_run of every config, 2-pr
 test-slow: $(STAMP) ## slow tier: training smoke runs and benchmarks
 	$(PY) -m pytest -q -m slow $(PYTEST_ARGS)
 
+test-slurm: $(STAMP) ## real one-node SLURM on localhost (apt-get installs slurm-wlm + munge; root): requeued 2-task CPU DDP job
+	$(PY) -m pytest -q -s -m slurm tests/test_slurm.py $(PYTEST_ARGS)
+
 world: $(STAMP) ## generate a synthetic world: SYNTH_PRESET=tiny|small|standard|hard SEED=0
 	$(PY) -m corrtrack.synth --out data/synth/$(SYNTH_PRESET)-seed$(SEED) --preset $(SYNTH_PRESET) --seed $(SEED)
 
@@ -74,8 +77,9 @@ train-refine: $(STAMP) ## train the refinement stage on the frozen Siamese stage
 train-pose: $(STAMP) ## train the top-down pose estimator on COCO-format data
 	$(RUN) pose $(PRESET) $(DATA_ARGS) $(ARGS)
 
-finetune-pose: $(STAMP) ## fine-tune the pose estimator on PoseTrack-format data (POSE_CKPT=latest|path)
-	$(RUN) finetune $(PRESET) $(subst data.train_format=coco,,$(DATA_ARGS)) model.init_ckpt=$(POSE_CKPT) $(ARGS)
+finetune-pose: $(STAMP) ## fine-tune the pose estimator on PoseTrack-format data (POSE_CKPT=latest|path; default: the preset's)
+	$(RUN) finetune $(PRESET) $(subst data.train_format=coco,,$(DATA_ARGS)) \
+		$(if $(filter command line environment,$(origin POSE_CKPT)),model.init_ckpt=$(POSE_CKPT)) $(ARGS)
 
 train-reid: $(STAMP) ## train the person re-ID net of the tracker's reid cue on PoseTrack track identities
 	$(RUN) reid $(PRESET) $(subst data.train_format=coco,,$(DATA_ARGS)) $(ARGS)

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 import time
-from pathlib import Path
 
 from corrtrack.cli import debug_requested, entry_point
 
@@ -47,30 +45,7 @@ def _parser() -> argparse.ArgumentParser:
 @entry_point   # warnings of the readers and the evaluation go to stderr, one line each
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _warn_2018_without_categories(args.pred)
     return _run(args)
-
-
-def _warn_2018_without_categories(pred_dir: str) -> None:
-    """One warning for the 2018-format prediction files that have no ``categories``: poseval reads the
-    joint order from them; without, the keypoints are taken in the PoseTrack 2018 order."""
-    from corrtrack.keypoints import POSETRACK_NAMES
-
-    missing = []
-    for f in sorted(Path(pred_dir).glob("*.json")) if Path(pred_dir).is_dir() else []:
-        try:
-            data = json.loads(f.read_text())
-        except (OSError, ValueError):
-            continue                        # the evaluation reports unreadable files
-        if isinstance(data, dict) and isinstance(data.get("images"), list) and "annolist" not in data \
-                and not data.get("categories"):
-            missing.append(f)
-    if missing:
-        more = f" (and {len(missing) - 1} more prediction file(s) like it)" if len(missing) > 1 else ""
-        logging.getLogger("corrtrack.evaluate").warning(
-            "%s: a PoseTrack 2018 prediction file without 'categories'%s: its keypoints are read in the "
-            "PoseTrack 2018 joint order (%s); the official evaluation (poseval) needs 'categories'",
-            missing[0], more, ", ".join(POSETRACK_NAMES))
 
 
 def _run(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ from corrtrack.nets.utils import denormalize_images, normalize_images
 
 DEFAULT_PADDING = 1.25
 DEFAULT_INPUT_SIZE = (384, 288)     # (H, W) of a person crop (paper §6.1)
+DEFAULT_VOTE_RADIUS = 2.0           # output cells; decode(): votes of the cells around the argmax
 
 
 # --------------------------------------------------------------------------------------------------
@@ -106,18 +107,44 @@ def _grid_shape(input_size: tuple[int, int], stride: int) -> tuple[int, int]:
 # --------------------------------------------------------------------------------------------------
 # decoding and flip test
 # --------------------------------------------------------------------------------------------------
-def decode(heatmaps: Tensor, offsets: Tensor, stride: int) -> Tensor:
+def decode(heatmaps: Tensor, offsets: Tensor, stride: int, vote_radius: float = 0.0,
+           vote_weights: Tensor | None = None) -> Tensor:
     """Heatmap argmax + offset -> (B, J, 3) x, y, score in crop pixels.
 
-    heatmaps: (B, J, h, w) probabilities; offsets: (B, J, 2, h, w) in output cells.
+    heatmaps: (B, J, h, w) probabilities; offsets: (B, J, 2, h, w) in output cells. ``vote_radius`` > 0:
+    the position is the heatmap-weighted mean of the votes (cell + offset) of all cells within that many
+    output cells of the argmax (the cells the disk target trains offsets at), not the argmax cell's vote
+    alone; the score is the argmax probability either way. ``vote_weights`` (B, J, h, w): weigh the votes
+    by these maps instead of ``heatmaps`` (the flip test takes the argmax of the averaged maps but
+    weighs each branch's votes by its own).
     """
     b, j, h, w = heatmaps.shape
     flat = heatmaps.reshape(b, j, h * w)
     score, idx = flat.max(dim=-1)
-    off = offsets.reshape(b, j, 2, h * w).gather(-1, idx[:, :, None, None].expand(b, j, 2, 1))[..., 0]
-    x = (idx % w).to(heatmaps.dtype) + off[..., 0]
-    y = torch.div(idx, w, rounding_mode="floor").to(heatmaps.dtype) + off[..., 1]
+    ax = (idx % w).to(heatmaps.dtype)
+    ay = torch.div(idx, w, rounding_mode="floor").to(heatmaps.dtype)
+    if vote_radius > 0:
+        gy, gx = torch.meshgrid(torch.arange(h, dtype=heatmaps.dtype, device=heatmaps.device),
+                                torch.arange(w, dtype=heatmaps.dtype, device=heatmaps.device), indexing="ij")
+        near = (gx - ax[..., None, None]) ** 2 + (gy - ay[..., None, None]) ** 2 <= vote_radius ** 2
+        wgt = (heatmaps if vote_weights is None else vote_weights) * near      # (B, J, h, w)
+        norm = wgt.sum((-1, -2)).clamp_min(1e-12)
+        x = (wgt * (gx + offsets[:, :, 0])).sum((-1, -2)) / norm
+        y = (wgt * (gy + offsets[:, :, 1])).sum((-1, -2)) / norm
+        # an all-zero heatmap has no votes: fall back to the argmax cell's own
+        none = wgt.sum((-1, -2)) <= 0
+        if bool(none.any()):
+            x0, y0 = _argmax_vote(offsets, idx, ax, ay)
+            x, y = torch.where(none, x0, x), torch.where(none, y0, y)
+    else:
+        x, y = _argmax_vote(offsets, idx, ax, ay)
     return torch.stack([x * stride, y * stride, score], dim=-1)
+
+
+def _argmax_vote(offsets: Tensor, idx: Tensor, ax: Tensor, ay: Tensor) -> tuple[Tensor, Tensor]:
+    b, j = idx.shape
+    off = offsets.reshape(b, j, 2, -1).gather(-1, idx[:, :, None, None].expand(b, j, 2, 1))[..., 0]
+    return ax + off[..., 0], ay + off[..., 1]
 
 
 def flip_back(heatmaps: Tensor, offsets: Tensor, flip_perm: Sequence[int] | np.ndarray
@@ -137,14 +164,15 @@ def flip_back(heatmaps: Tensor, offsets: Tensor, flip_perm: Sequence[int] | np.n
 
 
 def flip_test_decode(heatmaps: Tensor, offsets: Tensor, heatmaps_f: Tensor, offsets_f: Tensor,
-                     stride: int, flip_perm: Sequence[int] | np.ndarray) -> Tensor:
+                     stride: int, flip_perm: Sequence[int] | np.ndarray, vote_radius: float = 0.0) -> Tensor:
     """Decode a crop and its mirror together: the argmax of the averaged heatmaps, the joint position
     the mean of the two branches' positions (each from its own cell centre). Inputs as in :func:`decode`
-    (``*_f`` = raw outputs of the flipped crop). Returns (B, J, 3) x, y, score in crop pixels."""
+    (``*_f`` = raw outputs of the flipped crop; ``vote_radius`` as in :func:`decode`, each branch's
+    votes weighed by its own heatmaps). Returns (B, J, 3) x, y, score in crop pixels."""
     hm_b, off_b = flip_back(heatmaps_f, offsets_f, flip_perm)
     hm = 0.5 * (heatmaps + hm_b)
-    a = decode(hm, offsets, stride)
-    b = decode(hm, off_b, stride)
+    a = decode(hm, offsets, stride, vote_radius, vote_weights=heatmaps)
+    b = decode(hm, off_b, stride, vote_radius, vote_weights=hm_b)
     shift = (stride - 1.0)                 # mirrored centres sit (s - 1) crop pixels right of s*j
     x = 0.5 * (a[..., 0] + b[..., 0] + shift)
     y = 0.5 * (a[..., 1] + b[..., 1])
@@ -153,9 +181,10 @@ def flip_test_decode(heatmaps: Tensor, offsets: Tensor, heatmaps_f: Tensor, offs
 
 @torch.no_grad()
 def predict_crops(net: nn.Module, x: Tensor, flip_test: bool = False,
-                  flip_perm: Sequence[int] | np.ndarray | None = None) -> Tensor:
+                  flip_perm: Sequence[int] | np.ndarray | None = None, vote_radius: float = 0.0) -> Tensor:
     """Run the net on normalised crops x (N, 3, H, W): last-stage poses (N, J, 3) x, y, score in crop
-    pixels. With ``flip_test`` the mirrored crops go through the same forward (one batch of 2N)."""
+    pixels. With ``flip_test`` the mirrored crops go through the same forward (one batch of 2N);
+    ``vote_radius`` as in :func:`decode`."""
     stride = int(net.stride)
     if flip_test:
         if flip_perm is None:
@@ -164,9 +193,9 @@ def predict_crops(net: nn.Module, x: Tensor, flip_test: bool = False,
         hm = torch.sigmoid(out["heatmaps"][-1].float())
         off = out["offsets"][-1].float()
         n = x.shape[0]
-        return flip_test_decode(hm[:n], off[:n], hm[n:], off[n:], stride, flip_perm)
+        return flip_test_decode(hm[:n], off[:n], hm[n:], off[n:], stride, flip_perm, vote_radius)
     out = net(x)
-    return decode(torch.sigmoid(out["heatmaps"][-1].float()), out["offsets"][-1].float(), stride)
+    return decode(torch.sigmoid(out["heatmaps"][-1].float()), out["offsets"][-1].float(), stride, vote_radius)
 
 
 def crop_to_image(poses: np.ndarray, affines: np.ndarray) -> np.ndarray:
@@ -203,11 +232,13 @@ class PoseEstimator:
         device: torch device for the net.
         batch_size: crops per forward pass (a flip-tested batch runs 2x this).
         padding: box enlargement used for the crops (must match training).
+        vote_radius: decoding (:func:`decode`): the heatmap-weighted votes of the cells within this many
+            output cells of the argmax (0: the argmax cell's offset alone).
     """
 
     def __init__(self, net: nn.Module, input_size: tuple[int, int] = DEFAULT_INPUT_SIZE, flip_test: bool = True,
                  layout: str = "coco", device: str | torch.device = "cpu", batch_size: int = 32,
-                 padding: float = DEFAULT_PADDING):
+                 padding: float = DEFAULT_PADDING, vote_radius: float = DEFAULT_VOTE_RADIUS):
         self.device = torch.device(device)
         self.net = net.to(self.device).eval()
         self.input_size = (int(input_size[0]), int(input_size[1]))
@@ -217,6 +248,7 @@ class PoseEstimator:
         self.flip_perm = keypoint_layout(layout)["flip_perm"]
         self.batch_size = int(batch_size)
         self.padding = float(padding)
+        self.vote_radius = float(vote_radius)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "cpu", **overrides
@@ -224,8 +256,8 @@ class PoseEstimator:
         """Load a ``PoseEstimatorModule`` Lightning checkpoint (a file or a run folder) without importing
         Lightning (``corrtrack.checkpoints``): the net is rebuilt from ``hyper_parameters["net"]`` and
         loaded from the ``net.``-prefixed state dict; ``input_size``, ``layout``, ``padding``,
-        ``flip_test`` come from the hyper-parameters unless given in ``overrides`` (any
-        :class:`PoseEstimator` argument)."""
+        ``flip_test``, ``vote_radius`` (default 2 for older checkpoints) come from the hyper-parameters
+        unless given in ``overrides`` (any :class:`PoseEstimator` argument)."""
         from corrtrack import checkpoints
 
         ck = checkpoints.load(path, accept=("pose", "finetune"))
@@ -233,7 +265,8 @@ class PoseEstimator:
         hp = ck.hparams
         kwargs = dict(input_size=tuple(hp.get("input_size", DEFAULT_INPUT_SIZE)), layout=hp.get("layout", "coco"),
                       padding=float(hp.get("padding", DEFAULT_PADDING)),
-                      flip_test=bool(hp.get("flip_test", True)))
+                      flip_test=bool(hp.get("flip_test", True)),
+                      vote_radius=float(hp.get("vote_radius", DEFAULT_VOTE_RADIUS)))
         kwargs.update(overrides)
         return cls(net, device=device, **kwargs)
 
@@ -256,7 +289,7 @@ class PoseEstimator:
         out = np.zeros((n, int(getattr(self.net, "num_joints", NUM_JOINTS)), 3), np.float64)
         for s in range(0, n, self.batch_size):
             x = to_input_tensor(crops[s:s + self.batch_size]).to(self.device)
-            p = predict_crops(self.net, x, self.flip_test, self.flip_perm).cpu().double().numpy()
+            p = predict_crops(self.net, x, self.flip_test, self.flip_perm, self.vote_radius).cpu().double().numpy()
             out[s:s + len(p)] = crop_to_image(p, affines[s:s + len(p)])
         if self.layout == "posetrack":
             out[:, list(POSETRACK_UNUSED_SLOTS)] = 0.0

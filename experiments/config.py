@@ -3,9 +3,11 @@
 Presets are looked up as ``configs/<stage>/<name>.yaml`` first, then ``configs/<name>.yaml`` (presets
 valid for every stage, e.g. ``debug``). A file may inherit: ``_base_: other.yaml`` (a path relative to the
 file, or a list of them) merges the parent(s) first, so the file states only what differs; a section
-holding ``_delete_: true`` replaces the parent's section instead of merging into it. After the stage file the config is in struct mode, so a preset
-or an override that names an unknown key fails with a message naming the key, its source and the
-closest valid keys.
+holding ``_delete_: true`` replaces the parent's section instead of merging into it. A section may inherit
+a whole file the same way (``_base_: tracking.yaml`` inside it, ``_drop_: [keys]`` leaving out some of the
+file's keys), so that one file is the home of a group of settings used in several places. After the stage
+file the config is in struct mode, so a preset or an override that names an unknown key fails with a
+message naming the key, its source and the closest valid keys.
 """
 from __future__ import annotations
 
@@ -60,8 +62,10 @@ def _merge_checked(cfg: DictConfig, other: DictConfig, source: str) -> DictConfi
         raise ConfigError(f"{source}: {e}") from None
 
 
-BASE_KEY = "_base_"        # a file's parent config(s), relative to the file's folder
+BASE_KEY = "_base_"        # a file's or a section's parent config(s), relative to the file's folder
 DELETE_KEY = "_delete_"    # in a section of a child file: replace the parent's section instead of merging
+DROP_KEY = "_drop_"        # beside _base_: top-level keys of the parent file(s) to leave out
+MARKERS = (BASE_KEY, DELETE_KEY, DROP_KEY)
 
 
 def _read_yaml(path: Path) -> dict:
@@ -77,22 +81,52 @@ def _read_yaml(path: Path) -> dict:
     return OmegaConf.to_container(cfg, resolve=False)
 
 
-def _merge_file_dicts(parent: dict, child: dict, path: Path, where: str = "") -> dict:
-    """``child`` over ``parent``, recursively: mappings merge key by key (a child mapping holding
-    ``_delete_: true`` replaces the parent's instead), anything else replaces."""
+def _merge_file_dicts(parent: dict, child: dict, path: Path, where: str = "",
+                      chain: tuple[Path, ...] = ()) -> dict:
+    """``child`` (read from ``path``) over ``parent``, recursively: mappings merge key by key (a child
+    mapping holding ``_delete_: true`` replaces the parent's instead), anything else replaces. A child
+    mapping holding ``_base_`` starts from that file (minus its ``_drop_`` keys) with its own keys over it.
+    ``chain``: the files being composed (a ``_base_`` back to one of them is a cycle)."""
     out = dict(parent)
     for k, v in child.items():
         if isinstance(v, dict):
             replace = v.get(DELETE_KEY, False)
             if not isinstance(replace, bool):
                 raise ConfigError(f"{path}: {where}{k}.{DELETE_KEY} must be true or false")
-            v = {kk: vv for kk, vv in v.items() if kk != DELETE_KEY}
+            inherited = _inherited(v.get(BASE_KEY), v.get(DROP_KEY), path, f"{where}{k}.", chain)
+            v = _merge_file_dicts(inherited, {kk: vv for kk, vv in v.items() if kk not in MARKERS}, path,
+                                  f"{where}{k}.", chain)                # strips nested markers
             if not replace and isinstance(out.get(k), dict):
                 v = _merge_file_dicts(out[k], v, path, f"{where}{k}.")
-            else:
-                v = _merge_file_dicts({}, v, path, f"{where}{k}.")   # strip nested markers
         out[k] = v
     return out
+
+
+def _inherited(bases, drop, path: Path, where: str, chain: tuple[Path, ...]) -> dict:
+    """The ``_base_`` file(s) of a file or of one of its sections (``where``: the section's key and a dot),
+    composed in order, without the keys listed in ``_drop_``; {} without ``_base_``."""
+    if bases is None:
+        if drop is not None:
+            raise ConfigError(f"{path}: {where}{DROP_KEY} needs a {BASE_KEY} beside it")
+        return {}
+    if isinstance(bases, str):
+        bases = [bases]
+    if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
+        raise ConfigError(f"{path}: {where}{BASE_KEY} must be a file name or a list of them, got {bases!r}")
+    merged: dict = {}
+    for b in bases:
+        base_path = path.parent / b
+        if not base_path.is_file():
+            raise ConfigError(f"{path}: {where}{BASE_KEY} file {b!r} not found (looked for {base_path})")
+        merged = _merge_file_dicts(merged, _compose(base_path, chain), base_path)
+    drop = [drop] if isinstance(drop, str) else drop
+    if drop is not None and not (isinstance(drop, list) and all(isinstance(d, str) for d in drop)):
+        raise ConfigError(f"{path}: {where}{DROP_KEY} must be a key or a list of keys, got {drop!r}")
+    for d in drop or []:
+        if d not in merged:
+            raise ConfigError(f"{path}: {where}{DROP_KEY}: {d!r} is not a key of {', '.join(bases)}")
+        del merged[d]
+    return merged
 
 
 def _compose(path: Path, chain: tuple[Path, ...] = ()) -> dict:
@@ -101,20 +135,9 @@ def _compose(path: Path, chain: tuple[Path, ...] = ()) -> dict:
     if path in chain:
         raise ConfigError(f"{path}: {BASE_KEY} cycle: {' -> '.join(p.name for p in (*chain, path))}")
     own = _read_yaml(path)
-    bases = own.pop(BASE_KEY, None)
-    if bases is None:
-        return _merge_file_dicts({}, own, path)
-    if isinstance(bases, str):
-        bases = [bases]
-    if not isinstance(bases, list) or not all(isinstance(b, str) and b for b in bases):
-        raise ConfigError(f"{path}: {BASE_KEY} must be a file name or a list of them, got {bases!r}")
-    merged: dict = {}
-    for b in bases:
-        base_path = path.parent / b
-        if not base_path.is_file():
-            raise ConfigError(f"{path}: {BASE_KEY} file {b!r} not found (looked for {base_path})")
-        merged = _merge_file_dicts(merged, _compose(base_path, (*chain, path)), base_path)
-    return _merge_file_dicts(merged, own, path)
+    chain = (*chain, path)
+    inherited = _inherited(own.pop(BASE_KEY, None), own.pop(DROP_KEY, None), path, "", chain)
+    return _merge_file_dicts(inherited, own, path, chain=chain)
 
 
 def _load_yaml(path: Path) -> DictConfig:
@@ -239,7 +262,8 @@ def schema(stage: str) -> dict[str, tuple[set, bool, set]]:
         for f in _with_bases(files):
             own = _read_yaml(f)
             own.pop(BASE_KEY, None)
-            for key, v in _leaves(_merge_file_dicts({}, own, f)):
+            own.pop(DROP_KEY, None)
+            for key, v in _leaves(_merge_file_dicts({}, own, f, chain=(f,))):
                 kinds, nullable, elems = out.get(key, (set(), False, set()))
                 k = _kind(v)
                 if k is None or v == "???":

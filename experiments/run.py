@@ -51,9 +51,19 @@ def _global_rank() -> int:
 
 
 def _slurm_job_id() -> str | None:
+    """The id of the SLURM job (``ARRAYJOB_TASK`` for an array task) that runs this process; a requeued job
+    keeps it."""
     if os.environ.get("SLURM_ARRAY_JOB_ID") and os.environ.get("SLURM_ARRAY_TASK_ID"):
         return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}"
     return os.environ.get("SLURM_JOB_ID") or None
+
+
+def _slurm_run_name(job: str) -> str:
+    """The run folder name of a SLURM job: ``slurm-<job id>``; a run started by a W&B sweep agent (which
+    runs one training after another inside one job) adds the W&B run id, so each sweep point gets its own
+    folder and a requeue never resumes another point's checkpoint."""
+    wandb_run = os.environ.get("WANDB_RUN_ID") if os.environ.get("WANDB_SWEEP_ID") else None
+    return f"slurm-{job}-{wandb_run}" if wandb_run else f"slurm-{job}"
 
 
 def stage_dir(cfg: DictConfig, stage: str | None = None) -> Path:
@@ -134,7 +144,7 @@ def plan_run(cfg: DictConfig) -> RunPlan:
     elif cfg.run_id:
         plan = RunPlan(base / str(cfg.run_id))
     elif job:
-        plan = RunPlan(base / f"slurm-{job}")
+        plan = RunPlan(base / _slurm_run_name(job))
     else:
         plan = RunPlan(base / time.strftime("%Y%m%d-%H%M%S"))
     d = plan.run_dir
@@ -166,14 +176,17 @@ def _saved_config(cfg: DictConfig) -> DictConfig:
 def set_cpu_threads(cfg: DictConfig) -> int:
     """Limit torch's intra-op threads so training processes and data workers do not oversubscribe the
     cores: OpenMP threads that wait for a descheduled peer spin, and on a 2-core machine two 2-thread
-    processes ran a training step up to 10x slower than one thread each. Auto: the cores divided by the
-    training processes. An explicit ``cpu_threads`` or ``OMP_NUM_THREADS`` wins."""
+    processes ran a training step up to 10x slower than one thread each. Auto: the CPUs SLURM gives each
+    task (``--cpus-per-task``) when launched by ``srun``, else the cores divided by the training processes.
+    An explicit ``cpu_threads`` or ``OMP_NUM_THREADS`` wins."""
     import torch
 
     if cfg.cpu_threads:
         n = int(cfg.cpu_threads)
     elif os.environ.get("OMP_NUM_THREADS"):
         return torch.get_num_threads()
+    elif os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit() and os.environ.get("SLURM_PROCID"):
+        n = max(1, int(os.environ["SLURM_CPUS_PER_TASK"]))   # srun: one task per rank, its own CPUs
     else:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
         devices = cfg.trainer.devices
@@ -181,6 +194,30 @@ def set_cpu_threads(cfg: DictConfig) -> int:
         n = max(1, cores // procs)  # data workers mostly wait on the training step: they need no core of their own
     torch.set_num_threads(n)
     return n
+
+
+def check_device(cfg: DictConfig) -> None:
+    """Refuse, with one line naming the key, the trainer settings that need a GPU when the run has none:
+    Lightning would silently turn ``16-mixed`` into ``bf16-mixed`` on CPU, and torch's SyncBatchNorm fails
+    on CPU tensors part-way into the first step. The ``cluster-cpu`` preset is the CPU override of
+    ``cluster`` (docs/cluster.md)."""
+    import torch
+
+    t = cfg.trainer
+    acc = str(t.accelerator)
+    cuda = torch.cuda.is_available()
+    hint = "(the cluster preset is for GPU nodes; on CPU nodes use the cluster-cpu preset, " \
+           "experiments/slurm/train-cpu.sbatch)"
+    if acc in ("gpu", "cuda") and not cuda:
+        raise ConfigError(f"config key trainer.accelerator: {acc!r} but no CUDA GPU is visible on "
+                          f"{socket.gethostname()} {hint}")
+    if acc == "cpu" or (acc == "auto" and not cuda):
+        if str(t.precision) in ("16-mixed", "16"):
+            raise ConfigError(f"config key trainer.precision: {t.precision!r} (fp16 mixed precision) needs a GPU; "
+                              f"on CPU use 32-true or bf16-mixed {hint}")
+        if t.sync_batchnorm:
+            raise ConfigError(f"config key trainer.sync_batchnorm: true needs GPUs (torch's SyncBatchNorm has no "
+                              f"CPU kernel); on CPU set trainer.sync_batchnorm=false {hint}")
 
 
 def make_loggers(cfg: DictConfig, run_dir: Path, wandb_id: str | None = None) -> list:
@@ -307,6 +344,7 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> Path:
 
     from corrtrack import checkpoints
 
+    check_device(cfg)
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     set_cpu_threads(cfg)
     plan = plan_run(cfg)
@@ -406,7 +444,9 @@ def _finish(cfg: DictConfig, run_dir: Path, summary: dict, trainer, ckpt, last, 
     metrics = {k: float(v) for k, v in trainer.callback_metrics.items()
                if getattr(v, "numel", lambda: 1)() == 1}
     last_path = run_dir / "checkpoints" / "last.ckpt"
-    requeue = _requeue_slurm_job() if ending == "sigusr1" else None
+    # the job is requeued last: SLURM ends this job (SIGTERM) as soon as it is requeued
+    requeue = ("requested" if _slurm_job_id() else "not under SLURM: nothing requeued") \
+        if ending == "sigusr1" else None
     summary.update({
         "status": "finished" if ending in ("max_epochs", "fast_dev_run", "stopped") else "stopped",
         "ending": ending, "ending_text": ENDINGS.get(ending, ending),
@@ -418,7 +458,7 @@ def _finish(cfg: DictConfig, run_dir: Path, summary: dict, trainer, ckpt, last, 
         "final_metrics": metrics, "requeue": requeue})
     if summary.get("segments"):
         summary["segments"][-1].update({"ended": summary["ended"], "ending": ending,
-                                        "global_step": int(trainer.global_step)})
+                                        "global_step": int(trainer.global_step), "requeue": requeue})
     _write_summary(run_dir, summary)
     out = sys.stdout if ending not in ("exception", "sigint", "sigterm") else sys.stderr
     print(f"\n[corrtrack] {cfg.stage} run {ENDINGS.get(ending, ending)} at step {trainer.global_step}: {run_dir}",
@@ -429,10 +469,17 @@ def _finish(cfg: DictConfig, run_dir: Path, summary: dict, trainer, ckpt, last, 
         print(f"[corrtrack]   metrics     {run_dir / 'csv' / 'metrics.csv'}", file=out)
     for k in sorted(metrics):
         print(f"[corrtrack]   {k:32s} {metrics[k]:.4f}", file=out)
-    if requeue:
-        print(f"[corrtrack]   {requeue}", file=out)
     if summary["last_checkpoint"] and ending not in ("max_epochs", "fast_dev_run"):
         print(f"[corrtrack] resume with: {summary['resume_command']}", file=out)
+    if requeue == "requested":
+        out.flush()
+        summary["requeue"] = f"{_requeue_slurm_job()} at {time.strftime('%Y-%m-%d %H:%M:%S')}"
+        if summary.get("segments"):
+            summary["segments"][-1]["requeue"] = summary["requeue"]
+        print(f"[corrtrack]   {summary['requeue']}", file=out, flush=True)
+        _write_summary(run_dir, summary)
+    elif requeue:
+        print(f"[corrtrack]   {requeue}", file=out)
 
 
 @entry_point

@@ -51,7 +51,9 @@ def _evaluate(videos, caches, config, cue, models):
 
 
 def tables(root: str, split: str, config: TrackingConfig, pose_ckpt=None, corr_ckpt=None, reid_ckpt=None,
-           boxes=BOXES, thresholds=THRESHOLDS, max_videos: int | None = None) -> dict:
+           boxes=BOXES, thresholds=THRESHOLDS, max_videos: int | None = None, partial: Path | None = None) -> dict:
+    """Both tables' numbers; with ``partial``, the numbers so far are written there (JSON) after each
+    setting, so a long run that is stopped keeps what it finished."""
     videos = load_videos(root, split, max_videos)
     models, skipped = load_models(config.replace(boxes="gt"), list(CUES), pose_ckpt, corr_ckpt, reid_ckpt)
     if skipped:
@@ -65,6 +67,7 @@ def tables(root: str, split: str, config: TrackingConfig, pose_ckpt=None, corr_c
         caches = _precompute(videos, cfg, models, root, split, CUES)
         out["table2"][b] = {c: _evaluate(videos, caches, cfg, c, models) for c in CUES}
         out["seconds"][f"table2/{b}"] = round(time.perf_counter() - t0, 1)
+        _write_partial(partial, out)
         if b == "detections":
             det_caches = caches
     for recovery in (True, False):
@@ -75,7 +78,14 @@ def tables(root: str, split: str, config: TrackingConfig, pose_ckpt=None, corr_c
         out["table3"]["on" if recovery else "off"] = {
             str(t): _evaluate(videos, caches, cfg.replace(joint_threshold=t), "corr", models) for t in thresholds}
         out["seconds"][f"table3/recovery-{'on' if recovery else 'off'}"] = round(time.perf_counter() - t0, 1)
+        _write_partial(partial, out)
     return out
+
+
+def _write_partial(path: Path | None, res: dict) -> None:
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(res, indent=2, default=float))
 
 
 def markdown(res: dict) -> str:
@@ -113,7 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     config = TrackingConfig.from_overrides(args.overrides)
     res = tables(args.posetrack_root, args.split, config, args.pose_ckpt, args.corr_ckpt, args.reid_ckpt,
-                 boxes=args.boxes, thresholds=args.thresholds, max_videos=args.max_videos)
+                 boxes=args.boxes, thresholds=args.thresholds, max_videos=args.max_videos,
+                 partial=Path(args.out) / "tables.partial.json")
     res["checkpoints"] = {"pose": args.pose_ckpt, "corr": args.corr_ckpt, "reid": args.reid_ckpt}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,8 @@ from torch import Tensor
 from corrtrack.keypoints import POSETRACK_UNUSED_SLOTS, layout as keypoint_layout
 from corrtrack.nets.pose import PoseNet
 from corrtrack.oks import oks_nms
-from corrtrack.pose import DEFAULT_INPUT_SIZE, crop_to_image, decode, flip_test_decode, pose_score
+from corrtrack.pose import (DEFAULT_INPUT_SIZE, DEFAULT_VOTE_RADIUS, crop_to_image, decode, flip_test_decode,
+                            pose_score)
 
 
 class PoseEstimatorModule(pl.LightningModule):
@@ -40,6 +41,8 @@ class PoseEstimatorModule(pl.LightningModule):
         heatmap_weight, offset_weight, stage_weights: loss weights.
         flip_test: flip test in validation (and the default of ``PoseEstimator.from_checkpoint``).
         oks_nms: OKS threshold of the NMS applied to validation predictions from detection boxes (None: off).
+        vote_radius: decoding in validation and inference (``corrtrack.pose.decode``; saved for
+            ``PoseEstimator.from_checkpoint``).
         stage: the training stage, "pose" or "finetune" (saved for ``corrtrack.checkpoints.stage_of``).
     """
 
@@ -47,7 +50,8 @@ class PoseEstimatorModule(pl.LightningModule):
                  padding: float = 1.25, lr: float = 1e-3, weight_decay: float = 0.0,
                  milestones: Sequence[int] = (200,), gamma: float = 0.1, heatmap_weight: float = 1.0,
                  offset_weight: float = 1.0, stage_weights: Sequence[float] = (1.0, 1.0),
-                 flip_test: bool = True, oks_nms: float | None = None, stage: str = "pose"):
+                 flip_test: bool = True, oks_nms: float | None = None, stage: str = "pose",
+                 vote_radius: float = DEFAULT_VOTE_RADIUS):
         super().__init__()
         self.save_hyperparameters()
         self.hparams["net"] = dict(net)
@@ -107,9 +111,10 @@ class PoseEstimatorModule(pl.LightningModule):
         hm = torch.sigmoid(out["heatmaps"][-1].float())
         off = out["offsets"][-1].float()
         if self.hparams.flip_test:
-            crop_poses = flip_test_decode(hm[:n], off[:n], hm[n:], off[n:], stride, self.flip_perm)
+            crop_poses = flip_test_decode(hm[:n], off[:n], hm[n:], off[n:], stride, self.flip_perm,
+                                          float(self.hparams.vote_radius))
         else:
-            crop_poses = decode(hm, off, stride)
+            crop_poses = decode(hm, off, stride, float(self.hparams.vote_radius))
         crop_np = crop_poses.cpu().double().numpy()
         poses = crop_to_image(crop_np, batch["affine"].cpu().numpy())
         if self.hparams.layout == "posetrack":

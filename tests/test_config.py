@@ -50,8 +50,8 @@ def _resolved_configs() -> dict[str, dict]:
 
 
 def test_resolved_configs_of_every_stage_and_preset_match_the_snapshot(monkeypatch):
-    """The files inherit (`_base_`) but resolve to exactly the configs the snapshot holds (taken before
-    inheritance was introduced). After an intended config change, refresh the snapshot with
+    """The files inherit (`_base_`, also per section) but resolve to exactly the configs the snapshot holds.
+    After an intended config change, refresh the snapshot with
     CORRTRACK_UPDATE_SNAPSHOT=1 python -m pytest tests/test_config.py -k snapshot"""
     for k in ENV_KEYS:
         monkeypatch.delenv(k, raising=False)
@@ -107,6 +107,23 @@ def test_base_key_errors_name_the_file(tmp_path):
         {"m": {"c": 3}, "n": {"a": 1, "b": 2}, "l": [3]}
 
 
+def test_a_section_inherits_a_whole_file(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "group.yaml").write_text("a: 1\nb: {x: 1, y: 2}\nc: 3\n")
+    (tmp_path / "p.yaml").write_text("s: {_base_: sub/group.yaml, _drop_: [c], b: {y: 5}}\nt: 0\n")
+    assert OmegaConf.to_container(_load_yaml(tmp_path / "p.yaml")) == {"s": {"a": 1, "b": {"x": 1, "y": 5}}, "t": 0}
+    # a child file's section merges over the inherited one as over any section
+    (tmp_path / "q.yaml").write_text("_base_: p.yaml\ns: {a: 2}\n")
+    assert OmegaConf.to_container(_load_yaml(tmp_path / "q.yaml")) == {"s": {"a": 2, "b": {"x": 1, "y": 5}}, "t": 0}
+    for text, words in [("s: {_base_: nope.yaml}", r"r\.yaml: s\._base_ file 'nope\.yaml' not found"),
+                        ("s: {_base_: sub/group.yaml, _drop_: [z]}", r"r\.yaml: s\._drop_: 'z' is not a key of"),
+                        ("s: {_drop_: [a]}", r"r\.yaml: s\._drop_ needs a _base_"),
+                        ("s: {_base_: r.yaml}", r"_base_ cycle: r\.yaml -> r\.yaml")]:
+        (tmp_path / "r.yaml").write_text(text + "\n")
+        with pytest.raises(ConfigError, match=words):
+            _load_yaml(tmp_path / "r.yaml")
+
+
 # ------------------------------------------------------------------------------------------ value checks
 
 def test_choices_mirror_the_core_definitions():
@@ -129,6 +146,9 @@ def test_choices_mirror_the_core_definitions():
     ("trainer.devices=auto", None),          # Lightning's wider types
     ("model.variant=???", "give a value for config key model.variant"),
     ("data.augment.scale=[a,1]", "data.augment.scale: element 'a'"),
+    ("track_eval.tracking.tau_corr=0.5", None),                      # inherited from tracking.yaml
+    ("track_eval.tracking.tau_corr=high", "track_eval.tracking.tau_corr: 'high' is not a number"),
+    ("track_eval.tracking.cue=oks", "unknown config key 'track_eval.tracking.cue'"),   # dropped
 ])
 def test_values_are_type_and_range_checked_at_load(override, words):
     if words is None:

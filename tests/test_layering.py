@@ -1,6 +1,7 @@
 """Imports flow one way: corrtrack (framework-free core) <- datamodules / lightning_modules / callbacks <-
 experiments. Every ``import``, ``from ... import`` (also inside functions) and ``importlib.import_module`` /
-``__import__`` call with a literal name is checked, so a lazy import cannot slip past."""
+``__import__`` call with a literal name is checked, so a lazy import cannot slip past. The same packages hold
+no function over MAX_FUNCTION_LINES lines, and read PoseTrack JSON only through ``corrtrack.posetrack``."""
 from __future__ import annotations
 
 import ast
@@ -92,3 +93,81 @@ def test_the_scan_sees_lazy_and_relative_imports(tmp_path, monkeypatch):
     bad = violations("corrtrack", FORBIDDEN["corrtrack"])
     assert sorted(b.split(" imports ")[1] for b in bad) == ["datamodules.pairs", "datamodules.pairs.x",
                                                              "experiments.run", "omegaconf", "omegaconf.OmegaConf"]
+
+
+# ------------------------------------------------------------------------------------------ function length
+
+MAX_FUNCTION_LINES = 80
+# (file, function) still over the limit: being split elsewhere; this list only shrinks
+LONG_FUNCTIONS = {("corrtrack/tracking/precompute.py", "precompute_video")}
+
+
+def long_functions(root: Path, limit: int = MAX_FUNCTION_LINES) -> list[tuple[str, str, int]]:
+    """(file, function, lines) of every function or method longer than ``limit`` lines (decorators and
+    docstring included) in the project's packages."""
+    out = []
+    for package in ("corrtrack",) + GLUE:
+        for f in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(f.read_text(), filename=str(f))):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                    first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+                    n = node.end_lineno - first + 1
+                    if n > limit:
+                        out.append((f.relative_to(root).as_posix(), node.name, n))
+    return out
+
+
+def test_no_function_is_longer_than_the_limit():
+    found = long_functions(ROOT)
+    too_long = [f for f in found if (f[0], f[1]) not in LONG_FUNCTIONS]
+    assert too_long == [], f"split these into named helpers (at most {MAX_FUNCTION_LINES} lines each)"
+    stale = LONG_FUNCTIONS - {(f[0], f[1]) for f in found}
+    assert not stale, f"no longer over the limit: remove from LONG_FUNCTIONS: {sorted(stale)}"
+
+
+def test_the_length_scan_counts_nested_functions_and_methods(tmp_path):
+    body = "\n".join(f"    x{i} = {i}" for i in range(MAX_FUNCTION_LINES))
+    (tmp_path / "corrtrack").mkdir()
+    nested = body.replace("    ", "        ")
+    (tmp_path / "corrtrack" / "m.py").write_text(
+        f"def short():\n    return 1\n\n\nclass A:\n    @staticmethod\n    def long():\n{nested}\n"
+        f"\n\ndef outer():\n    def inner():\n{nested}\n    return inner\n")
+    found = long_functions(tmp_path)
+    assert {(name, n) for _, name, n in found} == {
+        ("long", MAX_FUNCTION_LINES + 2), ("outer", MAX_FUNCTION_LINES + 3), ("inner", MAX_FUNCTION_LINES + 1)}
+
+
+# ------------------------------------------------------------------------------------------ JSON reading
+
+# files outside corrtrack/posetrack/ that parse JSON, each a kind that is not a PoseTrack file
+OTHER_JSON = {
+    "corrtrack/checkpoints.py": "a run's summary.json",
+    "corrtrack/weights.py": "a run's summary.json, the weights manifest",
+    "corrtrack/evaluation/bench.py": "poseval's and corrtrack.evaluate's metric files",
+    "corrtrack/synth/world.py": "the world's world.json marker",
+    "corrtrack/synth/preview.py": "the synthetic world's COCO annotations",
+    "experiments/run.py": "a run's summary.json",
+}
+
+
+def json_readers(root: Path) -> dict[str, list[int]]:
+    """{file: lines} of the ``json.load`` / ``json.loads`` calls in the packages outside corrtrack/posetrack/."""
+    out: dict[str, list[int]] = {}
+    for package in ("corrtrack",) + GLUE:
+        for f in sorted((root / package).rglob("*.py")):
+            rel = f.relative_to(root).as_posix()
+            if rel.startswith("corrtrack/posetrack/"):
+                continue
+            for node in ast.walk(ast.parse(f.read_text(), filename=str(f))):
+                if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) \
+                        and node.func.attr in ("load", "loads") and isinstance(node.func.value, ast.Name) \
+                        and node.func.value.id in ("json", "orjson", "ujson"):
+                    out.setdefault(rel, []).append(node.lineno)
+    return out
+
+
+def test_posetrack_json_is_parsed_only_in_corrtrack_posetrack():
+    found = json_readers(ROOT)
+    assert sorted(set(found) - set(OTHER_JSON)) == [], \
+        "read PoseTrack files through corrtrack.posetrack (load_sequence, load_folder, load_detections, read_json)"
+    assert sorted(set(OTHER_JSON) - set(found)) == [], "no longer reads JSON: remove from OTHER_JSON"

@@ -34,9 +34,10 @@ def _as_outputs(t: dict) -> tuple[torch.Tensor, torch.Tensor]:
 # --------------------------------------------------------------------------------------------------
 # targets and decoding
 # --------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("stride,radius,kind", [(8, 2.0, "disk"), (4, 1.5, "disk"), (16, 1.0, "disk"),
-                                                (8, 1.5, "gaussian")])
-def test_encode_then_decode_is_identity(stride, radius, kind):
+@pytest.mark.parametrize("stride,radius,kind,vote", [(8, 2.0, "disk", 0.0), (4, 1.5, "disk", 0.0),
+                                                     (16, 1.0, "disk", 0.0), (8, 1.5, "gaussian", 0.0),
+                                                     (4, 2.0, "disk", 2.0), (8, 1.0, "disk", 3.0)])
+def test_encode_then_decode_is_identity(stride, radius, kind, vote):
     rng = np.random.default_rng(stride)
     for _ in range(5):
         kp = _random_pose(rng)
@@ -44,9 +45,23 @@ def test_encode_then_decode_is_identity(stride, radius, kind):
         hm, off = _as_outputs(t)
         # any cell of the disk may win the argmax: the offset there must still land on the joint
         hm = hm * torch.from_numpy(rng.uniform(0.5, 1.0, hm.shape).astype(np.float32))
-        dec = decode(hm, off, stride)[0].numpy()
+        dec = decode(hm, off, stride, vote_radius=vote)[0].numpy()
         np.testing.assert_allclose(dec[:, :2], kp[:, :2], atol=1e-3)
         assert (dec[:, 2] > 0.4).all()
+
+
+def test_decode_votes_are_the_heatmap_weighted_mean_near_the_argmax():
+    hm = torch.zeros(1, 1, 6, 5)
+    off = torch.zeros(1, 1, 2, 6, 5)
+    hm[0, 0, 2, 2], off[0, 0, :, 2, 2] = 0.9, torch.tensor([0.4, 0.0])    # argmax cell votes x = 2.4
+    hm[0, 0, 2, 3], off[0, 0, :, 2, 3] = 0.3, torch.tensor([-1.0, 0.5])   # neighbour votes (2.0, 2.5)
+    hm[0, 0, 5, 0], off[0, 0, :, 5, 0] = 0.6, torch.tensor([0.0, 0.0])    # far away: not a vote at r = 2
+    np.testing.assert_allclose(decode(hm, off, 4)[0, 0].numpy(), [2.4 * 4, 2 * 4, 0.9], atol=1e-5)
+    x = (0.9 * 2.4 + 0.3 * 2.0) / 1.2
+    y = (0.9 * 2.0 + 0.3 * 2.5) / 1.2
+    np.testing.assert_allclose(decode(hm, off, 4, vote_radius=2.0)[0, 0].numpy(), [4 * x, 4 * y, 0.9], atol=1e-5)
+    # an all-zero map has no votes: the argmax cell's own offset, no NaN
+    assert np.isfinite(decode(torch.zeros(1, 1, 6, 5), off[:, :1], 4, vote_radius=2.0).numpy()).all()
 
 
 def test_targets_grid_and_weights():
@@ -81,13 +96,14 @@ def test_flip_back_swaps_left_and_right():
 
 @pytest.mark.parametrize("stride", [4, 8])
 @pytest.mark.parametrize("perm_name", ["coco", "posetrack"])
-def test_flip_test_decode_recovers_joints(stride, perm_name):
+@pytest.mark.parametrize("vote", [0.0, 2.0])
+def test_flip_test_decode_recovers_joints(stride, perm_name, vote):
     perm = layout(perm_name)["flip_perm"]
     rng = np.random.default_rng(1)
     kp = _random_pose(rng)
     hm, off = _as_outputs(encode_targets(kp, (H, W), stride, 2.0))
     hm_f, off_f = _as_outputs(encode_targets(_mirror(kp, W, perm), (H, W), stride, 2.0))
-    dec = flip_test_decode(hm, off, hm_f, off_f, stride, perm)[0].numpy()
+    dec = flip_test_decode(hm, off, hm_f, off_f, stride, perm, vote_radius=vote)[0].numpy()
     np.testing.assert_allclose(dec[:, :2], kp[:, :2], atol=1e-3)
     # a wrong permutation (no swap) puts left joints on right ones: the check above would fail
     wrong = flip_test_decode(hm, off, hm_f, off_f, stride, np.arange(17))[0].numpy()
@@ -110,6 +126,49 @@ def test_posenet_shapes_and_params():
     assert 0.5e6 < count_parameters(net) < 2e6
     with pytest.raises(ValueError):
         PoseNet(stage2_input="nope")
+
+
+def test_posenet_skip_feeds_stage1_detail_to_both_heads():
+    from corrtrack.nets.pose import PoseNet
+
+    torch.manual_seed(0)
+    net = PoseNet(width=0.25, trunk_stride=16, upsample=2, head_channels=16, skip=True)
+    assert net.stride == 4 and net.skip_names == ["inception_3b", "conv2"]
+    assert net.kwargs["skip"] is True and "skip" not in PoseNet(width=0.25).kwargs   # old kwargs unchanged
+    rebuilt = PoseNet(**net.kwargs)
+    assert rebuilt.state_dict().keys() == net.state_dict().keys()
+    for size in [(H, W), (72, 48)]:       # 72 / 16 is not whole: the upsampled map is cut to the skip's
+        out = net(torch.randn(2, 3, *size))
+        for hm, off in zip(out["heatmaps"], out["offsets"]):
+            assert hm.shape == (2, 17, size[0] // 4, size[1] // 4)
+            assert off.shape == (2, 17, 2, size[0] // 4, size[1] // 4)
+    # the laterals are on the path of both heads' outputs: they receive gradients
+    out = net(torch.randn(2, 3, H, W))
+    (out["heatmaps"][0].sum() + out["heatmaps"][1].sum()).backward()
+    for head in (net.head1, net.head2):
+        assert len(head.laterals) == 2
+        assert all(m[0].weight.grad is not None and m[0].weight.grad.abs().sum() > 0 for m in head.laterals)
+    with pytest.raises(ValueError, match="upsample"):
+        PoseNet(width=0.25, trunk_stride=16, upsample=0, skip=True)
+    with pytest.raises(ValueError, match="stride 1"):
+        PoseNet(width=0.25, trunk_stride=8, upsample=3, skip=True)   # no stage-1 features at stride 1
+
+
+def test_posenet_head_convs():
+    from corrtrack.nets.pose import PoseNet
+
+    plain = PoseNet(width=0.25, trunk_stride=16, upsample=2, head_channels=16, skip=True)
+    net = PoseNet(width=0.25, trunk_stride=16, upsample=2, head_channels=16, skip=True, head_convs=2)
+    assert net.kwargs["head_convs"] == 2 and "head_convs" not in plain.kwargs
+    assert len(net.head1.refine) == 6 and len(plain.head2.refine) == 0        # 2 x (conv, BN, ReLU)
+    extra = set(net.state_dict()) - set(plain.state_dict())
+    assert extra and all(".refine." in k for k in extra)
+    assert set(plain.state_dict()) <= set(net.state_dict())
+    out = net(torch.randn(2, 3, H, W))
+    assert out["heatmaps"][1].shape == (2, 17, H // 4, W // 4)
+    assert out["offsets"][0].shape == (2, 17, 2, H // 4, W // 4)
+    coarse = PoseNet(width=0.25, trunk_stride=16, upsample=0, head_convs=1)   # no deconvolution: at stride 16
+    assert coarse(torch.zeros(1, 3, H, W))["heatmaps"][0].shape == (1, 17, H // 16, W // 16)
 
 
 # --------------------------------------------------------------------------------------------------

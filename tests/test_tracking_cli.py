@@ -12,14 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from corrtrack.evaluation import evaluate
-from corrtrack.nets.correspondence import RefinementNet, SiameseNet
-from corrtrack.nets.pose import PoseNet
 from corrtrack.posetrack import load_sequence
 from corrtrack.tracking import Models, TrackingConfig, load_videos, precompute_video, track, track_videos
 from corrtrack.tracking.models import load_corr, load_pose
+from tests.tracking_helpers import save_tiny_checkpoints
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = ["input_size=128"]
@@ -30,19 +28,7 @@ UNTRAINED = ["joint_threshold=0", "match_joint_threshold=0"]      # untrained ne
 def ckpts(tmp_path_factory) -> dict[str, Path]:
     """Untrained tiny pose and correspondence nets saved in the checkpoint layout the training stages
     write (hyper_parameters["net"] + prefixed state_dict)."""
-    d = tmp_path_factory.mktemp("ckpt")
-    torch.manual_seed(0)
-    pose = PoseNet(width=0.125)
-    torch.save({"state_dict": {"net." + k: v for k, v in pose.state_dict().items()},
-                "hyper_parameters": {"net": pose.kwargs, "input_size": [64, 48], "layout": "posetrack",
-                                     "padding": 1.25, "flip_test": False, "stage": "finetune"}}, d / "pose.ckpt")
-    sia, ref = SiameseNet("release", width=0.125, feat_channels=8), RefinementNet(width=0.125, in_channels=33)
-    sd = {"siamese." + k: v for k, v in sia.state_dict().items()}
-    sd.update({"refinement." + k: v for k, v in ref.state_dict().items()})
-    torch.save({"state_dict": sd, "hyper_parameters": {"net": {"siamese": sia.config(), "refinement": ref.config()},
-                                                       "stage": "refine", "input_size": 128, "stride": 4}},
-               d / "refine.ckpt")
-    return {"pose": d / "pose.ckpt", "corr": d / "refine.ckpt"}
+    return save_tiny_checkpoints(tmp_path_factory.mktemp("ckpt"))
 
 
 @pytest.fixture(scope="module")
@@ -255,3 +241,38 @@ def test_checkpoint_latest_and_shipped_default(ckpts, tmp_path, monkeypatch):
     monkeypatch.setitem(DEFAULT_WEIGHTS, "reid", tmp_path / "weights" / "reid.ckpt")
     with pytest.raises(TrackingInputError, match="--reid-ckpt not given and the shipped default .*reid.ckpt"):
         resolve_weights("reid", None)
+
+
+def test_tracking_tables_script_writes_both_tables(tiny_world, ckpts, tmp_path):
+    """experiments.tracking_tables: Table 2 rows for every cue of the chosen candidates, Table 3 for
+    recovery on/off x thresholds, the JSON and markdown files, and the per-setting partial file."""
+    from experiments.tracking_tables import CUES, main as tables_main
+
+    out = tmp_path / "tables"
+    rc = tables_main(["--posetrack-root", str(tiny_world / "posetrack"), "--out", str(out), "--pose-ckpt",
+                      str(ckpts["pose"]), "--corr-ckpt", str(ckpts["corr"]), "--boxes", "gt-poses",
+                      "--thresholds", "0", "0.3", "--max-videos", "1", *SMALL, *UNTRAINED])
+    assert rc == 0
+    res = json.loads((out / "tables.json").read_text())
+    assert set(res["table2"]) == {"gt-poses"} and set(res["table2"]["gt-poses"]) == set(CUES)
+    assert res["table2"]["gt-poses"]["oks"]["map"] == pytest.approx(100.0)
+    assert set(res["table3"]) == {"on", "off"} and set(res["table3"]["on"]) == {"0.0", "0.3"}
+    assert json.loads((out / "tables.partial.json").read_text())["table3"] == res["table3"]
+    assert "Table 3 analogue" in (out / "tables.md").read_text()
+
+
+def test_frames_without_candidates_with_every_cue(tiny_world, models):
+    """Detections that leave frames empty (here: none at all): every cue's inputs are computed without
+    error and the tracker writes empty frames."""
+    from corrtrack.tracking.models import load_reid
+    from corrtrack.weights import shipped
+
+    video = load_videos(tiny_world / "posetrack", "val", 1)[0].head(3)
+    cfg = TrackingConfig.from_overrides(["boxes=detections", *SMALL, *UNTRAINED])
+    m = Models(pose=models.pose, corr=models.corr, reid=load_reid(shipped("reid")))
+    cache = precompute_video(video, cfg, m, cues=["oks", "flow", "reid", "corr"], detections={})
+    assert all(len(c) == 0 for c in cache.candidates.values())
+    assert all(e.shape[0] == 0 for e in cache.embeddings.values())
+    for cue in ("oks", "flow", "reid", "corr"):
+        seq = track(cache, cfg, cue, m).to_sequence()
+        assert all(not fr.persons for fr in seq.frames)

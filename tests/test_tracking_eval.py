@@ -143,7 +143,7 @@ def test_missing_weights_skip_or_fail_in_one_line(tmp_path, tiny_world):
 
 
 def test_stage_config_holds_every_tracking_key():
-    """track_eval.tracking of the siamese (and refine) config = tracking.yaml but cue and boxes."""
+    """track_eval.tracking of the siamese (and refine) config inherits tracking.yaml but cue and boxes."""
     import yaml
 
     from experiments.config import CONFIG_DIR, load_config

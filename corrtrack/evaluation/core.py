@@ -86,8 +86,22 @@ def evaluate_folders(gt_dir: str, pred_dir: str, **kwargs) -> Metrics:
     """Load both folders (one JSON per sequence, 2017 or 2018 in any mix) and ``evaluate`` them."""
     gt = load_folder_checked(gt_dir, "GT")
     pred = load_folder_checked(pred_dir, "prediction")
+    _warn_2018_without_categories(pred)
     if not any(n in pred for n in gt):
         raise EvaluationInputError(
             f"none of the {len(gt)} GT files in {gt_dir} has a prediction file of the same name in "
             f"{pred_dir} (e.g. '{next(iter(gt))}.json')")
     return evaluate(gt, pred, **kwargs)
+
+
+def _warn_2018_without_categories(pred: dict[str, Sequence]) -> None:
+    """One warning for the 2018-format prediction files that have no ``categories``: poseval reads the
+    joint order from them; without, the keypoints are taken in the PoseTrack 2018 order."""
+    from corrtrack.keypoints import POSETRACK_NAMES
+
+    missing = sorted(str(s.path) for s in pred.values() if s.categories is False)
+    if missing:
+        more = f" (and {len(missing) - 1} more prediction file(s) like it)" if len(missing) > 1 else ""
+        log.warning("%s: a PoseTrack 2018 prediction file without 'categories'%s: its keypoints are read in the "
+                    "PoseTrack 2018 joint order (%s); the official evaluation (poseval) needs 'categories'",
+                    missing[0], more, ", ".join(POSETRACK_NAMES))

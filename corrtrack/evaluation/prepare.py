@@ -261,6 +261,32 @@ def prepare_sequence(name: str, gt: Sequence, pred: Sequence | None, report: Rep
     G, P = _Side(g_persons, scores=False), _Side(p_persons, scores=True)
     frame_index = np.asarray(kept)
     g_frame, p_frame = G.frame_of(), P.frame_of()
+    psc = _ranking_scores(P, pred, pred_src, p_frame, frame_index, report)
+    # step 2b: ignore regions remove joints, then persons left without joints (both sides)
+    g_keep, p_keep = _remove_ignored(gt, kept, G, P)
+    if not g_keep.all() or not p_keep.all():
+        gid, g_frame, G.kp, G.mask, G.head = (a[g_keep] for a in (gid, g_frame, G.kp, G.mask, G.head))
+        pid, p_frame, P.kp, P.mask, psc = (a[p_keep] for a in (pid, p_frame, P.kp, P.mask, psc))
+        G.counts = np.bincount(g_frame, minlength=len(kept))
+        P.counts = np.bincount(p_frame, minlength=len(kept))
+    hs = _checked_head_sizes(G, P, gt_src, pred_src, g_frame, p_frame, frame_index, report)
+    # step 3: all (prediction, GT) pairs of every frame in one batch
+    dist_all, labels, pair_off = _pair_distances(G, P, hs, len(pid))
+    go = np.concatenate(([0], np.cumsum(G.counts)))
+    po = np.concatenate(([0], np.cumsum(P.counts)))
+    for f, k in enumerate(kept):
+        ga, gb, pa, pb = go[f], go[f + 1], po[f], po[f + 1]
+        dist = dist_all[pair_off[f]:pair_off[f + 1]].reshape(pb - pa, gb - ga, J)
+        out.frames.append(PreparedFrame(k, gid[ga:gb], G.mask[ga:gb], pid[pa:pb], P.mask[pa:pb], psc[pa:pb],
+                                        dist, labels[pa:pb]))
+    out.gt_ids, out.pred_ids = gids.values, pids.values
+    return out
+
+
+def _ranking_scores(P: _Side, pred: Sequence | None, pred_src: str, p_frame: np.ndarray,
+                    frame_index: np.ndarray, report: Report) -> np.ndarray:
+    """The (persons, 15) predicted joint scores with NaN replaced by the missing score (reported when the
+    file holds the NaN itself)."""
     psc = P.raw_scores
     nan = np.isnan(psc)
     if nan.any():
@@ -270,9 +296,14 @@ def prepare_sequence(name: str, gt: Sequence, pred: Sequence | None, report: Rep
                            f"({MISSING_SCORE:g}); poseval would rank them first", nan & P.mask, p_frame,
                            frame_index)
         psc = np.where(nan, MISSING_SCORE, psc)
-    # step 2b: ignore regions remove joints, then persons left without joints (both sides)
-    g_keep = np.ones(len(gid), dtype=bool)
-    p_keep = np.ones(len(pid), dtype=bool)
+    return psc
+
+
+def _remove_ignored(gt: Sequence, kept: list[int], G: _Side, P: _Side) -> tuple[np.ndarray, np.ndarray]:
+    """Clear, in place, the masks of GT and predicted joints inside an ignore region of their frame; returns
+    which GT and predicted persons still have a joint."""
+    g_keep = np.ones(len(G.mask), dtype=bool)
+    p_keep = np.ones(len(P.mask), dtype=bool)
     g_off = np.concatenate(([0], np.cumsum(G.counts)))
     p_off = np.concatenate(([0], np.cumsum(P.counts)))
     for f, k in enumerate(kept):
@@ -287,12 +318,13 @@ def prepare_sequence(name: str, gt: Sequence, pred: Sequence | None, report: Rep
             P.mask[pa:pb] &= ~inside[gb - ga:]
             g_keep[ga:gb] = G.mask[ga:gb].any(1)
             p_keep[pa:pb] = P.mask[pa:pb].any(1)
-    if not g_keep.all() or not p_keep.all():
-        gid, g_frame, G.kp, G.mask, G.head = (a[g_keep] for a in (gid, g_frame, G.kp, G.mask, G.head))
-        pid, p_frame, P.kp, P.mask, psc = (a[p_keep] for a in (pid, p_frame, P.kp, P.mask, psc))
-        G.counts = np.bincount(g_frame, minlength=len(kept))
-        P.counts = np.bincount(p_frame, minlength=len(kept))
-    # warnings on values poseval would silently mis-handle
+    return g_keep, p_keep
+
+
+def _checked_head_sizes(G: _Side, P: _Side, gt_src: str, pred_src: str, g_frame: np.ndarray,
+                        p_frame: np.ndarray, frame_index: np.ndarray, report: Report) -> np.ndarray:
+    """The (GT persons,) head sizes; reports the values poseval would silently mis-handle (non-finite
+    joints on either side, GT persons with joints but no usable head box)."""
     for what, side, src, fr in (("GT", G, gt_src, g_frame), ("predicted", P, pred_src, p_frame)):
         _report_frames(report, src, f"{what}-nonfinite", f"{{n}} {what} joint(s) have NaN or infinite "
                        "coordinates: they count as present joints that never match (as in poseval)",
@@ -303,34 +335,30 @@ def prepare_sequence(name: str, gt: Sequence, pred: Sequence | None, report: Rep
     _report_frames(report, gt_src, "gt-head-box", "{n} GT person(s) with joints have no usable head box "
                    "(missing, zero-size or not finite): their joints cannot be matched and count as missed",
                    bad_head, g_frame, frame_index)
-    # step 3: all (prediction, GT) pairs of every frame in one batch
+    return hs
+
+
+def _pair_distances(G: _Side, P: _Side, hs: np.ndarray, n_pred: int
+                    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pairs, 15) head-normalised distances of every (prediction, GT) pair of every frame (frame by frame,
+    grouped by prediction, GT ascending; ``inf`` where either joint is absent), the (n_pred, 15) AP labels
+    and the (frames + 1,) offsets of each frame's pairs."""
     nG, nP = G.counts, P.counts
     npairs = nP * nG
     pair_off = np.concatenate(([0], np.cumsum(npairs)))
     total = int(pair_off[-1])
-    if total:
-        fi = np.repeat(np.arange(len(kept)), npairs)
-        local = np.arange(total) - pair_off[fi]
-        gcount = nG[fi]
-        pp = np.concatenate(([0], np.cumsum(nP)))[fi] + local // gcount
-        gi = np.concatenate(([0], np.cumsum(nG)))[fi] + local % gcount
-        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-            diff = P.kp[pp] - G.kp[gi]                                       # (pairs, 15, 2)
-            d = np.sqrt(diff[..., 0] * diff[..., 0] + diff[..., 1] * diff[..., 1]) / hs[gi][:, None]
-        dist_all = np.where(P.mask[pp] & G.mask[gi], d, np.inf)
-        labels = sequence_labels(dist_all, pp, gi, G.mask, len(pid))
-    else:
-        dist_all = np.zeros((0, J))
-        labels = np.zeros((len(pid), J), dtype=bool)
-    go = np.concatenate(([0], np.cumsum(nG)))
-    po = np.concatenate(([0], np.cumsum(nP)))
-    for f, k in enumerate(kept):
-        ga, gb, pa, pb = go[f], go[f + 1], po[f], po[f + 1]
-        dist = dist_all[pair_off[f]:pair_off[f + 1]].reshape(pb - pa, gb - ga, J)
-        out.frames.append(PreparedFrame(k, gid[ga:gb], G.mask[ga:gb], pid[pa:pb], P.mask[pa:pb], psc[pa:pb],
-                                        dist, labels[pa:pb]))
-    out.gt_ids, out.pred_ids = gids.values, pids.values
-    return out
+    if not total:
+        return np.zeros((0, J)), np.zeros((n_pred, J), dtype=bool), pair_off
+    fi = np.repeat(np.arange(len(nG)), npairs)
+    local = np.arange(total) - pair_off[fi]
+    gcount = nG[fi]
+    pp = np.concatenate(([0], np.cumsum(nP)))[fi] + local // gcount
+    gi = np.concatenate(([0], np.cumsum(nG)))[fi] + local % gcount
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        diff = P.kp[pp] - G.kp[gi]                                       # (pairs, 15, 2)
+        d = np.sqrt(diff[..., 0] * diff[..., 0] + diff[..., 1] * diff[..., 1]) / hs[gi][:, None]
+    dist_all = np.where(P.mask[pp] & G.mask[gi], d, np.inf)
+    return dist_all, sequence_labels(dist_all, pp, gi, G.mask, n_pred), pair_off
 
 
 def prepare(gt: dict[str, Sequence], pred: dict[str, Sequence], report: Report) -> list[PreparedSequence]:

@@ -119,12 +119,7 @@ def make_random_sequence(rng: np.random.Generator, cfg: RandomSetConfig, vid: in
     gt_ids = rng.choice(np.arange(1, 10000), size=n_tracks, replace=False)
     ids_pool = iter(rng.permutation(np.arange(1, 10000)))
     pred_id = {t: int(next(ids_pool)) for t in range(n_tracks)}
-    events = []                                          # (frame, kind, tracks)
-    for _ in range(int(rng.integers(cfg.swaps[0], cfg.swaps[1] + 1))):
-        events.append((int(rng.integers(1, n)), "swap", rng.choice(n_tracks, 2, replace=n_tracks < 2)))
-    for _ in range(int(rng.integers(cfg.switches[0], cfg.switches[1] + 1))):
-        events.append((int(rng.integers(1, n)), "switch", rng.choice(n_tracks, 1)))
-    events.sort(key=lambda e: e[0])
+    events = _id_events(rng, cfg, n, n_tracks)
 
     gt_frames, pr_frames = [], []
     for f in range(n):
@@ -136,63 +131,84 @@ def make_random_sequence(rng: np.random.Generator, cfg: RandomSetConfig, vid: in
                 pred_id[a], pred_id[b] = pred_id[b], pred_id[a]
             else:
                 pred_id[int(e[2][0])] = int(next(ids_pool))
-        # ---- GT
-        persons, regions = [], []
-        if labeled[f]:
-            for t, kp, unit in world[f]:
-                xy = np.round(kp) if integer else kp
-                present = _USED & (rng.random(NUM_JOINTS) >= cfg.p_gt_joint_missing)
-                if rng.random() < cfg.p_gt_person_empty:
-                    present[:] = False
-                k3 = np.zeros((NUM_JOINTS, 3))
-                k3[present, :2] = xy[present]
-                k3[present, 2] = 1
-                c = (kp[0] + kp[2]) / 2
-                s = 1.2 * unit
-                head = np.array([c[0] - s / 2, c[1] - s / 2, s, s])
-                lo, hi = kp[_USED].min(0), kp[_USED].max(0)
-                persons.append(Person(k3, track_id=int(gt_ids[t]), head_box=head, present=present,
-                                      bbox=np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]]),
-                                      has_points=bool(present.any()) or rng.random() < 0.5))
-            if rng.random() < cfg.p_ignore_frame:
-                for _ in range(int(rng.integers(1, 3))):
-                    if world[f] and rng.random() < 0.7:
-                        _, kp, _ = world[f][rng.integers(len(world[f]))]
-                        center = kp[rng.integers(5, NUM_JOINTS)]
-                    else:
-                        center = rng.uniform([100, 100], [W - 100, H - 100])
-                    regions.append(_polygon(rng, center, integer))
+        persons, regions = _gt_frame(rng, cfg, world[f], gt_ids, integer) if labeled[f] else ([], [])
         gt_frames.append(Frame(file_name=fname, image_id=iid, persons=persons, is_labeled=bool(labeled[f]),
                                ignore_regions=regions))
-        # ---- predictions
         preds = []
         if rng.random() >= cfg.p_empty_pred_frame:
-            used_ids = set()
-            for t, kp, unit in world[f]:
-                if rng.random() < cfg.p_miss_person:
-                    continue
-                preds.append(_detect(rng, cfg, kp, unit, pred_id[t], tied, no_scores))
-                used_ids.add(pred_id[t])
-                if rng.random() < cfg.p_duplicate:
-                    dup = _detect(rng, cfg, kp, unit, int(next(ids_pool)), tied, no_scores)
-                    if rng.random() < 0.5:                       # exact copy: equal distances, LSA ties
-                        dup.keypoints = preds[-1].keypoints.copy()
-                        dup.present = preds[-1].present.copy()
-                    preds.append(dup)
-            for _ in range(int(rng.poisson(cfg.fp_rate))):
-                unit = rng.uniform(15, 45)
-                pose = _TEMPLATE + rng.normal(0, 0.3, _TEMPLATE.shape)
-                kp = rng.uniform([50, 50], [W - 50, H - 50]) + pose * unit
-                preds.append(_detect(rng, cfg, kp, unit, int(next(ids_pool)), tied, no_scores))
-            if rng.random() < cfg.p_empty_pred_person:
-                preds.append(Person(np.zeros((NUM_JOINTS, 3)), track_id=int(next(ids_pool)),
-                                    scores=None if no_scores else np.zeros(NUM_JOINTS)))
-            order = rng.permutation(len(preds))
-            preds = [preds[i] for i in order]
+            preds = _predicted_frame(rng, cfg, world[f], pred_id, ids_pool, tied, no_scores)
         pr_frames.append(Frame(file_name=fname, image_id=iid, persons=preds, is_labeled=bool(labeled[f])))
     gt = Sequence(name=name, frames=gt_frames, vid_id=vid)
     pr = Sequence(name=name, frames=pr_frames, vid_id=vid)
     return gt, pr
+
+
+def _id_events(rng: np.random.Generator, cfg: RandomSetConfig, n: int, n_tracks: int) -> list[tuple]:
+    """(frame, "swap" | "switch", track indices) of the video's identity errors, by frame."""
+    events = []
+    for _ in range(int(rng.integers(cfg.swaps[0], cfg.swaps[1] + 1))):
+        events.append((int(rng.integers(1, n)), "swap", rng.choice(n_tracks, 2, replace=n_tracks < 2)))
+    for _ in range(int(rng.integers(cfg.switches[0], cfg.switches[1] + 1))):
+        events.append((int(rng.integers(1, n)), "switch", rng.choice(n_tracks, 1)))
+    events.sort(key=lambda e: e[0])
+    return events
+
+
+def _gt_frame(rng: np.random.Generator, cfg: RandomSetConfig, people: list, gt_ids: np.ndarray, integer: bool
+              ) -> tuple[list[Person], list[np.ndarray]]:
+    """GT persons and ignore regions of a labelled frame showing ``people`` ((track, (17, 2) pixels, unit))."""
+    persons, regions = [], []
+    for t, kp, unit in people:
+        xy = np.round(kp) if integer else kp
+        present = _USED & (rng.random(NUM_JOINTS) >= cfg.p_gt_joint_missing)
+        if rng.random() < cfg.p_gt_person_empty:
+            present[:] = False
+        k3 = np.zeros((NUM_JOINTS, 3))
+        k3[present, :2] = xy[present]
+        k3[present, 2] = 1
+        c = (kp[0] + kp[2]) / 2
+        s = 1.2 * unit
+        head = np.array([c[0] - s / 2, c[1] - s / 2, s, s])
+        lo, hi = kp[_USED].min(0), kp[_USED].max(0)
+        persons.append(Person(k3, track_id=int(gt_ids[t]), head_box=head, present=present,
+                              bbox=np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]]),
+                              has_points=bool(present.any()) or rng.random() < 0.5))
+    if rng.random() < cfg.p_ignore_frame:
+        for _ in range(int(rng.integers(1, 3))):
+            if people and rng.random() < 0.7:
+                _, kp, _ = people[rng.integers(len(people))]
+                center = kp[rng.integers(5, NUM_JOINTS)]
+            else:
+                center = rng.uniform([100, 100], [W - 100, H - 100])
+            regions.append(_polygon(rng, center, integer))
+    return persons, regions
+
+
+def _predicted_frame(rng: np.random.Generator, cfg: RandomSetConfig, people: list, pred_id: dict, ids_pool,
+                     tied: bool, no_scores: bool) -> list[Person]:
+    """The noisy tracker's persons in a frame showing ``people``: misses, duplicates, false positives and an
+    occasional person without joints, in random order; new ids are drawn from ``ids_pool``."""
+    preds = []
+    for t, kp, unit in people:
+        if rng.random() < cfg.p_miss_person:
+            continue
+        preds.append(_detect(rng, cfg, kp, unit, pred_id[t], tied, no_scores))
+        if rng.random() < cfg.p_duplicate:
+            dup = _detect(rng, cfg, kp, unit, int(next(ids_pool)), tied, no_scores)
+            if rng.random() < 0.5:                       # exact copy: equal distances, LSA ties
+                dup.keypoints = preds[-1].keypoints.copy()
+                dup.present = preds[-1].present.copy()
+            preds.append(dup)
+    for _ in range(int(rng.poisson(cfg.fp_rate))):
+        unit = rng.uniform(15, 45)
+        pose = _TEMPLATE + rng.normal(0, 0.3, _TEMPLATE.shape)
+        kp = rng.uniform([50, 50], [W - 50, H - 50]) + pose * unit
+        preds.append(_detect(rng, cfg, kp, unit, int(next(ids_pool)), tied, no_scores))
+    if rng.random() < cfg.p_empty_pred_person:
+        preds.append(Person(np.zeros((NUM_JOINTS, 3)), track_id=int(next(ids_pool)),
+                            scores=None if no_scores else np.zeros(NUM_JOINTS)))
+    order = rng.permutation(len(preds))
+    return [preds[i] for i in order]
 
 
 def _detect(rng, cfg: RandomSetConfig, kp: np.ndarray, unit: float, tid: int, tied: bool,

@@ -240,7 +240,20 @@ def _parse_2018(data: dict, path, name: str) -> Sequence:
         raise PoseTrackFormatError(f"expected a list, got {_json_type(anns)}", path, "annotations")
     slot_map = _category_slots(data, path)
     n_file = NUM_JOINTS if slot_map is None else len(slot_map)
+    frames, index, vid_id = _frames_2018(images, bool(anns), path)
+    # Pass 1: validate and collect (a batch fast path for well-formed files, else annotation by annotation);
+    # pass 2: one batched float conversion for all keypoints.
+    columns = _anns_fast_2018(anns, index, n_file)
+    if columns is None:
+        columns = _anns_checked_2018(anns, index, n_file, path)
+    if columns[2]:
+        _add_persons_2018(frames, columns, n_file, slot_map, path)
+    return Sequence(name=name, frames=frames, format="2018", path=path, vid_id=vid_id,
+                    categories=bool(data.get("categories")))
 
+
+def _frames_2018(images: list, have_anns: bool, path) -> tuple[list[Frame], dict, Any]:
+    """The frames of a 2018 ``images`` list (without persons), {image id: frame number} and the video id."""
     frames: list[Frame] = []
     index: dict = {}
     vid_id = None
@@ -249,7 +262,7 @@ def _parse_2018(data: dict, path, name: str) -> Sequence:
             raise PoseTrackFormatError(f"expected an object, got {_json_type(im)}", path, f"images[{i}]", i)
         iid = im.get("id", im.get("image_id"))
         if iid is None:
-            if anns:
+            if have_anns:
                 raise PoseTrackFormatError("missing field 'id' (annotations refer to images by id)", path,
                                            f"images[{i}].id", i)
             iid = i
@@ -273,16 +286,14 @@ def _parse_2018(data: dict, path, name: str) -> Sequence:
                             is_labeled=None if lab is None else bool(lab),
                             ignore_regions=_regions_2018(im, path, i),
                             width=int(w) if _is_num(w) else None, height=int(h) if _is_num(h) else None))
+    return frames, index, vid_id
 
-    # Pass 1: validate and collect (a batch fast path for well-formed files, else annotation by annotation);
-    # pass 2: one batched float conversion for all keypoints.
+
+def _anns_checked_2018(anns: list, index: dict, n_file: int, path) -> tuple[list, ...]:
+    """The columns of :func:`_anns_fast_2018`, annotation by annotation, naming the first malformed field;
+    annotations of an unknown image id are skipped with one warning."""
+    columns: tuple[list, ...] = ([], [], [], [], [], [], [], [], [])
     unknown = 0
-    fast = _anns_fast_2018(anns, index, n_file)
-    if fast is not None:
-        owners, idx, kps, tids, scores, bboxes, heads, pscores, aids = fast
-        anns = ()
-    else:
-        owners, idx, kps, tids, scores, bboxes, heads, pscores, aids = [], [], [], [], [], [], [], [], []
     for k, ann in enumerate(anns):
         fld = f"annotations[{k}]"
         if not isinstance(ann, dict):
@@ -294,45 +305,51 @@ def _parse_2018(data: dict, path, name: str) -> Sequence:
         if fi is None:
             unknown += 1
             continue
-        kp = ann.get("keypoints")
-        if kp is None:
-            raise PoseTrackFormatError("missing field 'keypoints'", path, fld + ".keypoints", fi)
-        if not isinstance(kp, list):
-            raise PoseTrackFormatError(f"expected a list of {3 * n_file} numbers, got {_json_type(kp)}",
-                                       path, fld + ".keypoints", fi)
-        if len(kp) != 3 * n_file:
-            raise PoseTrackFormatError(f"has {len(kp)} values, expected {3 * n_file} ({n_file} joints x 3)",
-                                       path, fld + ".keypoints", fi)
-        tid = ann.get("track_id")
-        if tid is not None:
-            tid = _int(tid, path, fld + ".track_id", fi)
-        sc = ann.get("scores")
-        if sc is not None and not (isinstance(sc, list) and len(sc) == 0):
-            if not isinstance(sc, list) or len(sc) != n_file:
-                what = f"has {len(sc)} values" if isinstance(sc, list) else f"is a {_json_type(sc)}"
-                raise PoseTrackFormatError(f"{what}, expected {n_file} joint scores", path, fld + ".scores",
-                                           fi)
-        else:
-            sc = None
-        ps = ann.get("score")
-        if ps is not None:
-            ps = _num(ps, path, fld + ".score", fi)
-        owners.append(fi)
-        idx.append(k)
-        kps.append(kp)
-        tids.append(tid)
-        scores.append(sc)
-        bboxes.append(_box_or_none(ann.get("bbox"), path, fld + ".bbox", fi))
-        heads.append(_box_or_none(ann.get("bbox_head"), path, fld + ".bbox_head", fi))
-        pscores.append(ps)
-        aid = ann.get("id")
-        aids.append(aid if isinstance(aid, (int, str)) and not isinstance(aid, bool) else None)
+        for column, value in zip(columns, (fi, k, *_ann_fields_2018(ann, fld, fi, n_file, path))):
+            column.append(value)
     if unknown:
         log.warning("%s: %d annotation(s) refer to an image id that is not in 'images'; ignored", path,
                     unknown)
-    if not kps:
-        return Sequence(name=name, frames=frames, format="2018", path=path, vid_id=vid_id)
+    return columns
 
+
+def _ann_fields_2018(ann: dict, fld: str, fi: int, n_file: int, path) -> tuple:
+    """(keypoints, track id, joint scores, bbox, head box, person score, annotation id) of one checked
+    annotation of frame ``fi``; the keypoints and scores stay lists (converted in one batch later)."""
+    kp = ann.get("keypoints")
+    if kp is None:
+        raise PoseTrackFormatError("missing field 'keypoints'", path, fld + ".keypoints", fi)
+    if not isinstance(kp, list):
+        raise PoseTrackFormatError(f"expected a list of {3 * n_file} numbers, got {_json_type(kp)}",
+                                   path, fld + ".keypoints", fi)
+    if len(kp) != 3 * n_file:
+        raise PoseTrackFormatError(f"has {len(kp)} values, expected {3 * n_file} ({n_file} joints x 3)",
+                                   path, fld + ".keypoints", fi)
+    tid = ann.get("track_id")
+    if tid is not None:
+        tid = _int(tid, path, fld + ".track_id", fi)
+    sc = ann.get("scores")
+    if sc is not None and not (isinstance(sc, list) and len(sc) == 0):
+        if not isinstance(sc, list) or len(sc) != n_file:
+            what = f"has {len(sc)} values" if isinstance(sc, list) else f"is a {_json_type(sc)}"
+            raise PoseTrackFormatError(f"{what}, expected {n_file} joint scores", path, fld + ".scores", fi)
+    else:
+        sc = None
+    ps = ann.get("score")
+    if ps is not None:
+        ps = _num(ps, path, fld + ".score", fi)
+    bbox = _box_or_none(ann.get("bbox"), path, fld + ".bbox", fi)
+    head = _box_or_none(ann.get("bbox_head"), path, fld + ".bbox_head", fi)
+    aid = ann.get("id")
+    aid = aid if isinstance(aid, (int, str)) and not isinstance(aid, bool) else None
+    return kp, tid, sc, bbox, head, ps, aid
+
+
+def _add_persons_2018(frames: list[Frame], columns: tuple[list, ...], n_file: int,
+                      slot_map: np.ndarray | None, path) -> None:
+    """Convert the collected keypoints and scores in one batch each (in 2018 slot order) and append the
+    persons to their frames."""
+    owners, idx, kps, tids, scores, bboxes, heads, pscores, aids = columns
     arr = _batch_numbers(kps, 3 * n_file, path, "keypoints", owners, idx).reshape(-1, n_file, 3)
     with_scores = [i for i, s in enumerate(scores) if s is not None]
     sarr = None
@@ -354,7 +371,6 @@ def _parse_2018(data: dict, path, name: str) -> Sequence:
         r = srow.get(k)
         frames[fi].persons.append(_new_person(arr[k], present[k], tids[k], None if r is None else sarr[r],
                                               bboxes[k], heads[k], True, pscores[k], aids[k]))
-    return Sequence(name=name, frames=frames, format="2018", path=path, vid_id=vid_id)
 
 
 def _float_array(rows) -> np.ndarray | None:
@@ -517,40 +533,42 @@ def _scalar1(v):
     raise TypeError
 
 
+def _rect_fast_2017(r: dict) -> tuple:
+    """(track id, head corners or None, score, point list or None) of one usual ``annorect``; raises
+    TypeError (or the KeyError / IndexError / AttributeError of a lookup) when it is unusual."""
+    tid = r.get("track_id")
+    if tid is not None:
+        if type(tid) is list and len(tid) == 1 and type(tid[0]) is int:
+            tid = tid[0]
+        else:
+            raise TypeError
+    x1 = r.get("x1")
+    if x1 is None:
+        if r.get("y1") is not None or r.get("x2") is not None or r.get("y2") is not None:
+            raise TypeError
+        head = None
+    else:                                        # [x1], [y1], [x2], [y2]: checked in one batch later
+        head = (x1[0], r["y1"][0], r["x2"][0], r["y2"][0])
+    score = r.get("score")
+    if score is not None:
+        score = _scalar1(score)
+    ap = r.get("annopoints")
+    pts = None
+    if type(ap) is list and ap and type(ap[0]) is dict and "point" in ap[0]:
+        pts = ap[0]["point"] or []
+        if type(pts) is not list:
+            raise TypeError
+    elif not (ap is None or (type(ap) is list and (not ap or type(ap[0]) is dict))):
+        raise TypeError
+    return tid, head, score, pts
+
+
 def _rects_fast_2017(rects: list):
     """Persons of all ``annorect`` entries of a file in one batch, or None when any entry is unusual."""
     n = len(rects)
-    metas, point_lists = [], []
-    n_heads = 0
     try:
-        for r in rects:
-            tid = r.get("track_id")
-            if tid is not None:
-                if type(tid) is list and len(tid) == 1 and type(tid[0]) is int:
-                    tid = tid[0]
-                else:
-                    return None
-            x1 = r.get("x1")
-            if x1 is None:
-                if r.get("y1") is not None or r.get("x2") is not None or r.get("y2") is not None:
-                    return None
-                head = None
-            else:                                # [x1], [y1], [x2], [y2]: checked in one batch below
-                head = (x1[0], r["y1"][0], r["x2"][0], r["y2"][0])
-                n_heads += 1
-            score = r.get("score")
-            if score is not None:
-                score = _scalar1(score)
-            ap = r.get("annopoints")
-            pts = None
-            if type(ap) is list and ap and type(ap[0]) is dict and "point" in ap[0]:
-                pts = ap[0]["point"] or []
-                if type(pts) is not list:
-                    return None
-            elif not (ap is None or (type(ap) is list and (not ap or type(ap[0]) is dict))):
-                return None
-            metas.append((tid, head, score))
-            point_lists.append(pts)
+        fields = [_rect_fast_2017(r) for r in rects]
+        point_lists = [f[3] for f in fields]
         flat = [p for pts in point_lists if pts for p in pts]
         ids = [p["id"][0] for p in flat]
         xs = [p["x"][0] for p in flat]
@@ -566,8 +584,8 @@ def _rects_fast_2017(rects: list):
     if ids_a.dtype.kind != "i" or ids_a.ndim != 1:   # null, float, string or list ids: the validating path
         return None
     heads = None
-    if n_heads:
-        heads = _float_array([m[1] if m[1] is not None else _NAN4 for m in metas])
+    if any(f[1] is not None for f in fields):
+        heads = _float_array([f[1] if f[1] is not None else _NAN4 for f in fields])
         if heads is None or heads.shape != (n, 4):
             return None
         heads[:, 2:] -= heads[:, :2]             # x1, y1, x2, y2 -> x, y, w, h
@@ -575,12 +593,27 @@ def _rects_fast_2017(rects: list):
     sc_a = _float_array(scs)
     if vals is None or sc_a is None:
         return None
-    vals = vals.reshape(3, -1)
+    kp, present, scores, has_score = _scatter_points_2017(point_lists, ids_a, vals.reshape(3, -1), sc_a)
+    out = []
+    for k, (tid, head, score, pts) in enumerate(fields):
+        out.append(_new_person(kp[k], present[k], tid, scores[k] if has_score[k] else None, None,
+                               None if head is None else heads[k],
+                               pts is not None, None if score is None else float(score)))
+    return out
+
+
+def _scatter_points_2017(point_lists: list, ids: np.ndarray, vals: np.ndarray, point_scores: np.ndarray
+                         ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The points of all persons (``ids`` (M,) 2017 joint ids, ``vals`` (3, M) x, y, visibility,
+    ``point_scores`` (M,), NaN for none; person k owns the next ``len(point_lists[k])`` points) as (N, 17, 3)
+    keypoints, (N, 17) present, (N, 17) scores and (N,) has-a-score, in 2018 slots. Ids outside the 15
+    evaluation joints are skipped; of a repeated joint id the first point counts."""
+    n = len(point_lists)
     counts = np.array([len(p) if p else 0 for p in point_lists], dtype=np.int64)
     owner = np.repeat(np.arange(n), counts)
-    ok = (ids_a >= 0) & (ids_a < NUM_EVAL_JOINTS)
+    ok = (ids >= 0) & (ids < NUM_EVAL_JOINTS)
     idx = np.nonzero(ok)[0]
-    slot = EVAL_TO_POSETRACK[ids_a[idx]]
+    slot = EVAL_TO_POSETRACK[ids[idx]]
     key = owner[idx] * NUM_JOINTS + slot
     _, first = np.unique(key, return_index=True)        # a repeated joint id: the first point counts
     idx, slot = idx[first], slot[first]
@@ -590,15 +623,10 @@ def _rects_fast_2017(rects: list):
     present = np.zeros((n, NUM_JOINTS), dtype=bool)
     present[who, slot] = True
     scores = np.full((n, NUM_JOINTS), np.nan)
-    scores[who, slot] = sc_a[idx]
+    scores[who, slot] = point_scores[idx]
     has_score = np.zeros(n, dtype=bool)
-    has_score[who[~np.isnan(sc_a[idx])]] = True
-    out = []
-    for k, (tid, head, score) in enumerate(metas):
-        out.append(_new_person(kp[k], present[k], tid, scores[k] if has_score[k] else None, None,
-                               None if head is None else heads[k],
-                               point_lists[k] is not None, None if score is None else float(score)))
-    return out
+    has_score[who[~np.isnan(point_scores[idx])]] = True
+    return kp, present, scores, has_score
 
 
 def _points_fast(points: list):

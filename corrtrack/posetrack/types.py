@@ -120,13 +120,15 @@ class Frame:
 @dataclass(eq=False)
 class Sequence:
     """One video: its frames in file order. ``format`` is "2017", "2018", "2021" (PoseTrack21)
-    or None (built in memory)."""
+    or None (built in memory). ``categories``: for a file read in the 2018 or PoseTrack21 format, whether it
+    holds a non-empty ``categories`` (poseval takes the keypoint order from it); None otherwise."""
 
     name: str
     frames: list[Frame] = field(default_factory=list)
     format: str | None = None
     path: str | None = None
     vid_id: int | str | None = None
+    categories: bool | None = None
 
     @property
     def num_persons(self) -> int:

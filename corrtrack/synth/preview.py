@@ -255,9 +255,9 @@ def make_preview(root: str | Path, progress: bool = True) -> Path:
         d = root / "posetrack" / "annotations" / split
         if d.is_dir():
             seqs += [(split, p.stem) for p in sorted(d.glob("*.json"))]
-    marker = {}
-    if (root / "world.json").is_file():
-        marker = json.load(open(root / "world.json")).get("counts", {}).get("videos", {})
+    from corrtrack.synth.world import read_marker   # (world.py imports this module when it draws a preview)
+
+    marker = (read_marker(root) or {}).get("counts", {}).get("videos", {})
     lines += [
         "| video | split | frames | tracks | look-alike groups | whip pan | preview |",
         "|---|---|---|---|---|---|---|",

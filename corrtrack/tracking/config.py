@@ -63,6 +63,10 @@ class TrackingConfig:
     Networks and inputs: ``input_size`` of the correspondence letterbox, ``flow_preset`` of OpenCV DIS,
     ``flow_max_side`` (downscale frames for the flow), ``labeled_only`` (process only the frames that are
     labelled in the GT file; detections are otherwise tracked on every frame).
+    Built-in person detector of a plain video (``--video`` without ``--detections``; OpenCV's HOG people
+    detector): frames scaled by ``hog_upscale`` first (the detector's window is 64x128 pixels, so people
+    shorter than about 100 pixels need > 1), pyramid step ``hog_scale``, window stride ``hog_stride``
+    pixels, box NMS at IoU ``hog_nms_iou``; its boxes then pass ``detection_min_score`` like any detection.
     """
 
     cue: str = "corr"
@@ -100,6 +104,10 @@ class TrackingConfig:
     flow_preset: str = "medium"
     flow_max_side: int | None = None
     labeled_only: bool = False
+    hog_upscale: float = 1.0
+    hog_scale: float = 1.05
+    hog_stride: int = 8
+    hog_nms_iou: float = 0.4
 
     def __post_init__(self) -> None:
         def bad(key: str, why: str) -> TrackingConfigError:
@@ -120,6 +128,14 @@ class TrackingConfig:
                 raise bad(key, "must be >= 0")
         if self.input_size <= 0 or self.input_size % 32:
             raise bad("input_size", "must be a positive multiple of 32")
+        if not 0.0 <= self.hog_nms_iou <= 1.0:
+            raise bad("hog_nms_iou", "must lie in [0, 1]")
+        if not 0.1 <= self.hog_upscale <= 8.0:
+            raise bad("hog_upscale", "must lie in [0.1, 8]")
+        if self.hog_scale <= 1.0:
+            raise bad("hog_scale", "must be > 1 (the step between pyramid levels)")
+        if self.hog_stride <= 0 or self.hog_stride % 8:
+            raise bad("hog_stride", "must be a positive multiple of 8 (the HOG cell size)")
 
     # ---------------------------------------------------------------------------------------- building
     @classmethod
@@ -176,7 +192,7 @@ class TrackingConfig:
                        "recovery_corr_threshold", "recovery_min_joints", "recovery_box_margin",
                        "recovery_min_pose_joints", "recovery_joint_threshold", "recovery_max_oks",
                        "recovery_from_recovered", "max_age", "input_size", "flow_preset", "flow_max_side",
-                       "labeled_only")
+                       "labeled_only", "hog_upscale", "hog_scale", "hog_stride", "hog_nms_iou")
 
     def precompute_key(self) -> dict[str, Any]:
         """The settings the per-video precomputation depends on (candidates, recovery, pair window,

@@ -322,7 +322,7 @@ def _embed(run: _Pass, f: int, img: np.ndarray) -> None:
     cands = run.cache.candidates[f]
     with _Timer(run.cache.seconds, "reid"):
         e = run.models.reid.embed(img, cands.boxes) if len(cands) else np.zeros((0, 1))
-    e = np.asarray(e, dtype=np.float32).reshape(len(cands), -1)
+    e = np.asarray(e, dtype=np.float32).reshape(len(cands), -1) if len(cands) else np.zeros((0, 1), np.float32)
     run.cache.embeddings[f] = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
 
 

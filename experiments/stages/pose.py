@@ -60,8 +60,8 @@ def build(cfg: DictConfig, run_dir: Path) -> StageParts:
 
 
 def evaluate_checkpoint(ckpt: str | Path, overrides: list[str] | None = None, untrained: bool = False,
-                        flip_test: bool | None = None, layout: str | None = None, seed: int = 0
-                        ) -> dict[str, float]:
+                        flip_test: bool | None = None, layout: str | None = None, seed: int = 0,
+                        vote_radius: float | None = None) -> dict[str, float]:
     """COCO keypoint AP of a pose checkpoint on its run's validation set, through the inference API
     (``PoseEstimator.estimate`` on whole images with GT boxes, or ``data.det_file`` detections).
 
@@ -90,11 +90,13 @@ def evaluate_checkpoint(ckpt: str | Path, overrides: list[str] | None = None, un
     kw = {} if flip_test is None else {"flip_test": flip_test}
     if layout is not None:
         kw["layout"] = layout
+    if vote_radius is not None:
+        kw["vote_radius"] = vote_radius
     est = PoseEstimator.from_checkpoint(ckpt, **kw)
     if untrained:
         torch.manual_seed(seed)
         est = PoseEstimator(PoseNet(**est.net.kwargs), input_size=est.input_size, flip_test=est.flip_test,
-                            layout=est.layout, padding=est.padding)
+                            layout=est.layout, padding=est.padding, vote_radius=est.vote_radius)
     dm = TopDownDataModule(cfg.data, layout=est.layout, stride=int(est.net.stride))
     dm.setup("validate")
     records = dm.val_set.records
@@ -131,11 +133,15 @@ def main(argv: list[str] | None = None) -> int:
                    help="key=value changes to the run's config (e.g. data.det_file=...)")
     p.add_argument("--untrained", action="store_true", help="evaluate a freshly initialised network instead")
     p.add_argument("--no-flip", action="store_true", help="no flip test")
+    p.add_argument("--vote-radius", type=float, default=None,
+                   help="decoding: votes of the cells within this many output cells of the heatmap argmax "
+                        "(0: the argmax cell alone; default: the checkpoint's, 2 for older ones)")
     p.add_argument("--layout", choices=("coco", "posetrack"),
                    help="evaluate in this layout (default: the checkpoint's)")
     args = p.parse_args(argv)
     stats = evaluate_checkpoint(args.ckpt, args.overrides, untrained=args.untrained,
-                                flip_test=False if args.no_flip else None, layout=args.layout)
+                                flip_test=False if args.no_flip else None, layout=args.layout,
+                                vote_radius=args.vote_radius)
     print(json.dumps({k: round(v, 4) for k, v in stats.items()}))
     return 0
 
