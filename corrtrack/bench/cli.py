@@ -44,19 +44,28 @@ def _check_device(device: str) -> None:
         raise InputError(f"--device {device}: no CUDA device on this machine (use --device cpu)")
 
 
+def _tracking_main():
+    from corrtrack.tracking.bench import main
+
+    return main
+
+
+def _sweep_cache_main():
+    from corrtrack.tracking.sweep_bench import main
+
+    return main
+
+
+_TRACKER_BENCHES = {"tracking": _tracking_main, "sweep-cache": _sweep_cache_main}
+
+
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     import sys
 
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["tracking"]:                 # tracking speed lives with the tracker
-        from corrtrack.tracking.bench import main as tracking_main
-
-        return tracking_main(argv[1:])
-    if argv[:1] == ["sweep-cache"]:              # the tracking sweep's disk cache against one run
-        from corrtrack.tracking.sweep_bench import main as sweep_main
-
-        return sweep_main(argv[1:])
+    if argv[:1] in (["tracking"], ["sweep-cache"]):     # these benchmarks live with the tracker
+        return _TRACKER_BENCHES[argv[0]]()(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m corrtrack.bench", description=DESCRIPTION)
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("sweep-cache", help="a 25-point tau_corr x joint_threshold sweep with the disk cache vs one "
