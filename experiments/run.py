@@ -243,7 +243,8 @@ def make_loggers(cfg: DictConfig, run_dir: Path, wandb_id: str | None = None) ->
     if cfg.logger.csv:
         loggers.append(HistoryCSVLogger(save_dir=str(run_dir), name="", version="csv"))
     if cfg.logger.wandb:
-        os.environ.setdefault("WANDB_MODE", "offline")
+        if not os.environ.get("WANDB_SWEEP_ID"):                 # a W&B sweep agent's run reports online
+            os.environ.setdefault("WANDB_MODE", "offline")
         os.environ.setdefault("WANDB_SILENT", "true")
         loggers.append(WandbLogger(project=cfg.logger.project, entity=cfg.logger.entity,
                                    group=cfg.logger.group, tags=list(cfg.logger.tags),

@@ -1,6 +1,6 @@
-"""``python -m corrtrack.bench propagation|speed|train-throughput|tracking``: the command line of the
-benchmarks
-(``tracking`` lives with the tracker: :mod:`corrtrack.tracking.bench`). Bad input (a folder that is not a
+"""``python -m corrtrack.bench propagation|speed|train-throughput|tracking|sweep-cache``: the command line
+of the benchmarks (``tracking`` and ``sweep-cache`` live with the tracker: :mod:`corrtrack.tracking.bench`,
+:mod:`corrtrack.tracking.sweep_bench`). Bad input (a folder that is not a
 world, a missing or wrong checkpoint, a bad argument) gets one line naming it and exit status 2
 (``corrtrack.cli``; a traceback with ``--debug`` or CORRTRACK_DEBUG=1)."""
 from __future__ import annotations
@@ -129,15 +129,30 @@ def _train_throughput(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tracking_main():
+    from corrtrack.tracking.bench import main
+
+    return main
+
+
+def _sweep_cache_main():
+    from corrtrack.tracking.sweep_bench import main
+
+    return main
+
+
+_TRACKER_BENCHES = {"tracking": _tracking_main, "sweep-cache": _sweep_cache_main}
+
+
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["tracking"]:                 # tracking speed lives with the tracker
-        from corrtrack.tracking.bench import main as tracking_main
-
-        return tracking_main(argv[1:])
+    if argv[:1] in (["tracking"], ["sweep-cache"]):     # these benchmarks live with the tracker
+        return _TRACKER_BENCHES[argv[0]]()(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m corrtrack.bench", description=DESCRIPTION)
     sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("sweep-cache", help="a 25-point tau_corr x joint_threshold sweep with the disk cache vs one "
+                                       "tracking run (python -m corrtrack.bench sweep-cache --help)")
     sub.add_parser("tracking", help="tracking frames/s per cue with a breakdown (corrtrack.tracking.bench; "
                                     "python -m corrtrack.bench tracking --help)")
     p = sub.add_parser("propagation", help="PCKh of propagated poses: zero motion, DIS flow, Siamese, refined")
