@@ -5,19 +5,26 @@
   the batches that were not trained yet (``datamodules.sampling``).
 - :class:`RunGuard` writes ``last.ckpt`` when the run stops by an exception, Ctrl-C (SIGINT), SIGTERM, or
   SLURM's SIGUSR1 (sent before a preemption; ``experiments.run`` then requeues the job), and at the end
-  of training; the signals stop the run at a batch boundary, after the batch's metrics are logged; repoints ``<stage>/latest`` once the first optimisation
-  step is done; flushes the CSV metrics whenever a checkpoint is written, so the rows of everything a
-  checkpoint holds are on disk; counts unreadable training images skipped by the datasets (``data/skipped``
-  per epoch, one warning per file). It records how the run ended in ``ending``.
+  of training (the signals stop the run at a batch boundary, after the batch's metrics are logged);
+  repoints ``<stage>/latest`` once the first optimisation step is done; flushes the CSV metrics whenever
+  a checkpoint is written, so the rows of everything a checkpoint holds are on disk; counts unreadable
+  training images skipped by the datasets (``data/skipped`` per epoch, one warning per file). It
+  records how the run ended in ``ending``.
 - :class:`HistoryCSVLogger` keeps ``metrics.csv`` when a run is resumed into its folder.
 - :class:`AtomicCheckpointIO` writes checkpoints to a temporary file beside the target and renames it, so a
   kill while saving never leaves a truncated ``last.ckpt``.
+- :func:`newest_checkpoint` picks what a run folder resumes from: the checkpoint with the most training
+  done, whichever kind it is (``checkpoints/last.ckpt``, ``checkpoints/best-*.ckpt``, or Lightning's
+  ``hpc_ckpt_N.ckpt`` written on SLURM's SIGUSR1 into the run folder); :func:`stale_checkpoints` lists the
+  files of earlier attempts that the resumed state no longer tracks (removed on resume, so they neither
+  pile up past ``save_top_k`` nor are picked later instead of a newer state).
 """
 from __future__ import annotations
 
 import csv
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -47,6 +54,87 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         finally:
             if tmp.exists():
                 tmp.unlink()
+
+
+#: Lightning's checkpoint on SLURM's SIGUSR1 (``<default_root_dir>/hpc_ckpt_<N>.ckpt``)
+HPC_CKPT = re.compile(r"hpc_ckpt_(\d+)\.ckpt")
+#: the monitored ModelCheckpoint's files (``experiments.run``), with Lightning's ``-vN`` version suffix
+BEST_CKPT = re.compile(r"best-.*\.ckpt")
+
+
+def _ckpt_files(run_dir: Path) -> list[Path]:
+    """Every checkpoint a run writes: ``checkpoints/*.ckpt`` and ``hpc_ckpt_*.ckpt`` in the run folder."""
+    files = sorted((run_dir / "checkpoints").glob("*.ckpt"))
+    files += sorted(p for p in run_dir.glob("hpc_ckpt_*.ckpt") if HPC_CKPT.fullmatch(p.name))
+    return [p for p in files if p.is_file()]
+
+
+def checkpoint_position(path: Path) -> tuple[int, int, int] | None:
+    """(global step, epoch, batches of that epoch done) saved in a checkpoint (the position of
+    :class:`DataPosition`: after an epoch's end it is the next epoch, 0 batches); None for a file that
+    cannot be read (empty, truncated: e.g. a kill while Lightning wrote an ``hpc_ckpt``). Memory-mapped:
+    only the small entries are read."""
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False, mmap=True)
+        pos = (ckpt.get("callbacks") or {}).get("DataPosition") or {}
+        return (int(ckpt["global_step"]), int(pos.get("epoch", ckpt.get("epoch") or 0)),
+                int(pos.get("batches") or 0))
+    except Exception as e:  # any unreadable file is simply not a candidate
+        log.warning("ignoring the unreadable checkpoint %s (%s)", path, type(e).__name__)
+        return None
+
+
+def _kind_rank(path: Path) -> tuple[int, int]:
+    """Tie-break between checkpoints of the same training position: last.ckpt (written after everything
+    else at that step, e.g. after the epoch's end) first, then the newest hpc_ckpt, then the rest."""
+    if path.name == "last.ckpt":
+        return 2, 0
+    m = HPC_CKPT.fullmatch(path.name)
+    return (1, int(m.group(1))) if m else (0, 0)
+
+
+def newest_checkpoint(run_dir: str | Path) -> Path | None:
+    """The checkpoint of ``run_dir`` with the most training done (global step, then epoch, then batches
+    of the epoch; ties: see :func:`_kind_rank`); None when the folder has no readable checkpoint."""
+    best: tuple | None = None
+    for path in _ckpt_files(Path(run_dir)):
+        pos = checkpoint_position(path)
+        if pos is not None:
+            key = (*pos, *_kind_rank(path))
+            if best is None or key > best[0]:
+                best = (key, path)
+    return best[1] if best else None
+
+
+def stale_checkpoints(run_dir: str | Path, resume_from: str | Path) -> list[Path]:
+    """Files of ``run_dir`` a run resumed from ``resume_from`` would leave behind for good: every
+    ``hpc_ckpt_*.ckpt`` but the one resumed from that holds no newer state (resuming from it again would
+    roll the run back; an unreadable one too), and every ``best-*.ckpt`` that the resumed state's ModelCheckpoint does not track (an
+    earlier attempt's, which that callback would never delete). Files of other names are never listed."""
+    run_dir, resume_from = Path(run_dir), Path(resume_from).resolve()
+    try:
+        ckpt = torch.load(resume_from, map_location="cpu", weights_only=False, mmap=True)
+    except Exception:
+        return []
+    tracked: set[Path] = set()
+    for key, state in (ckpt.get("callbacks") or {}).items():
+        if str(key).startswith("ModelCheckpoint") and isinstance(state, dict):
+            tracked.update(Path(p).resolve() for p in (state.get("best_k_models") or {}))
+            for k in ("best_model_path", "last_model_path", "kth_best_model_path"):
+                if state.get(k):
+                    tracked.add(Path(state[k]).resolve())
+    here = checkpoint_position(resume_from)
+    out = []
+    for path in _ckpt_files(run_dir):
+        if path.resolve() == resume_from:
+            continue
+        if HPC_CKPT.fullmatch(path.name):
+            pos = checkpoint_position(path)
+            if pos is None or here is None or pos <= here:     # never a newer state than the one resumed
+                out.append(path)
+        elif BEST_CKPT.fullmatch(path.name) and path.resolve() not in tracked:
+            out.append(path)
+    return out
 
 
 class DataPosition(pl.Callback):
@@ -105,7 +193,8 @@ class RunGuard(pl.Callback):
     def __init__(self, last_path: str | Path, on_first_step: Callable[[], None] | None = None) -> None:
         self.last_path = Path(last_path)
         self.on_first_step = on_first_step
-        self.ending: str | None = None    # sigint | sigusr1 | sigterm | max_steps | exception (when it happens)
+        # sigint | sigusr1 | sigterm | max_steps | exception (set when it happens)
+        self.ending: str | None = None
         self.error: BaseException | None = None
         self.batches_this_fit = 0
         self._first_step_done = False
@@ -141,8 +230,9 @@ class RunGuard(pl.Callback):
             # Lightning's graceful stop: SIGTERMException after this batch (broadcast to every rank by rank 0)
             trainer._signal_connector.received_sigterm = True
             if trainer.is_global_zero and name == "sigint":
-                print("\n[corrtrack] Ctrl-C: stopping after this training step and saving checkpoints/last.ckpt "
-                      "(press Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+                print("\n[corrtrack] Ctrl-C: stopping after this training step and saving "
+                      "checkpoints/last.ckpt (press Ctrl-C again to stop at once)", file=sys.stderr,
+                      flush=True)
 
     # -- per batch ------------------------------------------------------------------------------------
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any,
@@ -182,7 +272,8 @@ class RunGuard(pl.Callback):
             trainer.save_checkpoint(self.last_path)
             self._saved_at_batch = self.batches_this_fit
 
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule,
+                     exception: BaseException) -> None:
         from pytorch_lightning.utilities.exceptions import SIGTERMException
 
         if isinstance(exception, KeyboardInterrupt):

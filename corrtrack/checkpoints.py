@@ -164,7 +164,8 @@ def stage_of(ckpt: Mapping) -> str | None:
     sd = ckpt.get("state_dict") or {}
     corr = _correspondence_net(hp)
     if corr is not None:
-        return "refine" if corr.get("refinement") is not None and _has_prefix(sd, "refinement.") else "siamese"
+        refine = corr.get("refinement") is not None and _has_prefix(sd, "refinement.")
+        return "refine" if refine else "siamese"
     net = hp.get("net")
     if isinstance(net, dict) and "reid" in net:
         return "reid"

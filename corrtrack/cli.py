@@ -59,8 +59,8 @@ def report(exc: BaseException, stream=None) -> int:
     if isinstance(exc, INPUT_ERRORS):
         print(f"error: {one_line(exc)}", file=stream)
         return EXIT_BAD_INPUT
-    print(f"internal error: {type(exc).__name__}: {one_line(exc)} (rerun with --debug or CORRTRACK_DEBUG=1 for "
-          f"the traceback)", file=stream)
+    print(f"internal error: {type(exc).__name__}: {one_line(exc)} (rerun with --debug or CORRTRACK_DEBUG=1 "
+          f"for the traceback)", file=stream)
     return EXIT_INTERNAL
 
 

@@ -265,7 +265,8 @@ class AffinePairDataset(Dataset):
                     return str(rec.path)
             return str(pairs[j][0].path)
 
-        j, (img_a, img_b), skipped = first_readable(int(rng.integers(len(pairs))), len(pairs), unreadable, both)
+        start = int(rng.integers(len(pairs)))
+        j, (img_a, img_b), skipped = first_readable(start, len(pairs), unreadable, both)
         rec_a, rec_b = pairs[j]
         common, ia, ib = np.intersect1d(rec_a.track_ids, rec_b.track_ids, return_indices=True)
         kp_a = np.asarray(rec_a.keypoints, dtype=np.float64).reshape(-1, NUM_JOINTS, 3)[ia]

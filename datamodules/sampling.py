@@ -23,7 +23,7 @@ def sample_rng(seed: int, epoch: int, index: int, tag: int = 0) -> np.random.Gen
 
 
 def split_key(key: Any) -> tuple[int, int]:
-    """``(epoch, index)`` from what a sampler yields: an ``(epoch, index)`` pair or a plain index (epoch 0)."""
+    """``(epoch, index)`` of what a sampler yields: an ``(epoch, index)`` pair, or a plain index (epoch 0)."""
     if isinstance(key, (tuple, list)):
         return int(key[0]), int(key[1])
     return 0, int(key)

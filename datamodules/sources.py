@@ -86,7 +86,8 @@ def load_coco_records(root: str | Path, split: str, min_keypoints: int = 1) -> l
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             coco = COCO(str(ann_file))
-    except (ValueError, KeyError, TypeError, AttributeError) as e:   # truncated JSON, missing sections
+    except (ValueError, KeyError, TypeError, AttributeError, AssertionError) as e:
+        # truncated JSON, missing sections; pycocotools asserts that the file holds a JSON object
         raise ValueError(f"{ann_file}: not a readable COCO keypoint annotation file "
                          f"({type(e).__name__}: {' '.join(str(e).split())[:200]})") from None
     records = []

@@ -7,11 +7,13 @@ holding ``_delete_: true`` replaces the parent's section instead of merging into
 a whole file the same way (``_base_: tracking.yaml`` inside it, ``_drop_: [keys]`` leaving out some of the
 file's keys), so that one file is the home of a group of settings used in several places. After the stage
 file the config is in struct mode, so a preset or an override that names an unknown key fails with a
-message naming the key, its source and the closest valid keys.
+message naming the key, its source and the closest valid keys; every value is then checked (types,
+choices, ranges: :func:`check_values`).
 """
 from __future__ import annotations
 
 import difflib
+import os
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -172,7 +174,8 @@ TYPES: dict[str, tuple[str, ...]] = {
     "trainer.val_check_interval": ("int", "float"), "trainer.gradient_clip_val": ("int", "float"),
     "trainer.deterministic": ("bool", "str"), "trainer.check_val_every_n_epoch": ("int",),
     "logger.entity": ("str",), "logger.group": ("str",), "checkpoint.monitor": ("str",),
-    "checkpoint.every_n_train_steps": ("int",), "model.pretrained": ("str",), "model.init_ckpt": ("str",),
+    "checkpoint.every_n_train_steps": ("int",), "checkpoint.every_minutes": ("float", "int"),
+    "model.pretrained": ("str",), "model.init_ckpt": ("str",),
     "model.siamese_ckpt": ("str",), "data.det_file": ("str",), "data.train_max_images": ("int",),
     "data.val_max_images": ("int",), "data.val_batch_size": ("int",), "val.oks_nms": ("float",),
     "data.augment.crop_scale": ("list",),
@@ -182,6 +185,9 @@ TYPES: dict[str, tuple[str, ...]] = {
 #: keys that also take the string "auto", resolved on the machine that runs
 #: (datamodules.workers.loader_settings, experiments.run.resolve_precision)
 AUTO: tuple[str, ...] = ("data.num_workers", "data.pin_memory", "trainer.precision")
+
+#: keys that may be null although no config file shows them null (null switches the feature off)
+NULLABLE = {"checkpoint.every_minutes"}
 
 CHOICES: dict[str, tuple] = {
     "data.train_format": ("coco", "posetrack"),
@@ -213,17 +219,20 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "trainer.gradient_clip_val": (0, None),
     "optim.lr": (0, None), "optim.weight_decay": (0, None), "optim.gamma": (0, None),
     "checkpoint.save_top_k": (-1, None), "checkpoint.every_n_train_steps": (1, None),
+    "checkpoint.every_minutes": (0, None),
     "figures.every_n_validations": (0, None), "figures.samples": (0, None),
     "val.oks_nms": _PROBABILITY,
     "model.width": (0, None), "model.net.width": (0, None), "model.feat_channels": (1, None),
     **{f"data.augment.{k}": _PROBABILITY for k in (
-        "flip_prob", "crop_prob", "photometric", "blur", "occlude", "occlude_first", "temporal", "temporal_warp",
-        "rotate_prob", "color_prob", "blur_prob")},
+        "flip_prob", "crop_prob", "photometric", "blur", "occlude", "occlude_first", "temporal",
+        "temporal_warp", "rotate_prob", "color_prob", "blur_prob")},
     "data.augment.temporal_gap": (1, None), "data.augment.max_rotate": (0, 180),
-    "data.augment.max_translate": (0, None), "data.augment.shift": (0, None), "data.augment.margin": (0, None),
+    "data.augment.max_translate": (0, None), "data.augment.shift": (0, None),
+    "data.augment.margin": (0, None),
 }
 #: keys whose lower bound is exclusive (a positive number)
-POSITIVE = {"optim.lr", "optim.gamma", "model.width", "model.net.width", "data.padding"}
+POSITIVE = {"checkpoint.every_minutes", "optim.lr", "optim.gamma", "model.width", "model.net.width",
+            "data.padding"}
 
 _KIND_TEXT = {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string",
               "list": "a list", "dict": "a mapping"}
@@ -315,7 +324,7 @@ def check_values(cfg: DictConfig, stage: str) -> None:
         allowed = set(TYPES.get(key, ())) or kinds
         k = _kind(v)
         if k is None:
-            if not nullable and allowed:
+            if not nullable and allowed and key not in NULLABLE:
                 raise ConfigError(f"config key {key}: null is not allowed (expected {_expected(allowed)})")
             continue
         if k == "str" and key in AUTO and key not in CHOICES:
@@ -328,7 +337,8 @@ def check_values(cfg: DictConfig, stage: str) -> None:
         if k == "list" and elems:
             for e in v:
                 if not _type_ok(_kind(e), elems):
-                    raise ConfigError(f"config key {key}: element {_show(e)} of {v} is not {_expected(elems)}")
+                    raise ConfigError(f"config key {key}: element {_show(e)} of {v} is not "
+                                      f"{_expected(elems)}")
         if key in CHOICES and v not in CHOICES[key]:
             shown = ", ".join(str(c) for c in dict.fromkeys(str(c) for c in CHOICES[key]))
             raise ConfigError(f"config key {key}: {_show(v)} is not one of: {shown}")
@@ -348,16 +358,18 @@ def _check_range(key: str, x: float) -> None:
     if (lo is not None and (x < lo or (key in POSITIVE and x <= lo))) or (hi is not None and x > hi):
         low = "" if lo is None else (f"> {lo}" if key in POSITIVE else f">= {lo}")
         high = "" if hi is None else f"<= {hi}"
-        raise ConfigError(f"config key {key}: {x} is out of range (must be {' and '.join(b for b in (low, high) if b)})")
+        bounds = " and ".join(b for b in (low, high) if b)
+        raise ConfigError(f"config key {key}: {x} is out of range (must be {bounds})")
 
 
 def _check_lightning(values: dict) -> None:
     t = values.get("trainer", {})
     dev = t.get("devices")
     if isinstance(dev, int) and not isinstance(dev, bool) and dev != -1 and dev < 1:
-        raise ConfigError(f"config key trainer.devices: {dev} is not allowed (a count >= 1, -1 for all, 'auto', "
-                          f"or a list of device indices)")
-    if isinstance(dev, str) and dev != "auto" and not all(p.strip().isdigit() for p in dev.split(",") if p.strip()):
+        raise ConfigError(f"config key trainer.devices: {dev} is not allowed (a count >= 1, -1 for all, "
+                          f"'auto', or a list of device indices)")
+    if isinstance(dev, str) and dev != "auto" and \
+            not all(p.strip().isdigit() for p in dev.split(",") if p.strip()):
         raise ConfigError(f"config key trainer.devices: {dev!r} is not 'auto', a count or device indices")
     strategy = t.get("strategy")
     if isinstance(strategy, str) and strategy not in ("auto", "ddp", "ddp_spawn", "fsdp", "deepspeed"):
@@ -366,13 +378,25 @@ def _check_lightning(values: dict) -> None:
         known = ["auto", *StrategyRegistry.available_strategies()]
         if strategy not in known:
             close = difflib.get_close_matches(strategy, known, n=3)
-            raise ConfigError(f"config key trainer.strategy: {strategy!r} is not a Lightning strategy"
-                              + (f"; did you mean: {', '.join(close)}?" if close else f"; one of: {', '.join(known)}"))
+            hint = f"did you mean: {', '.join(close)}?" if close else f"one of: {', '.join(known)}"
+            raise ConfigError(f"config key trainer.strategy: {strategy!r} is not a Lightning strategy; "
+                              f"{hint}")
+    for key in ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches"):
+        v = t.get(key)
+        if isinstance(v, float) and not 0.0 <= v <= 1.0:
+            raise ConfigError(f"config key trainer.{key}: {v} is not allowed (a share of the batches in "
+                              f"[0.0, 1.0] or a whole number of batches)")
+    run_id = values.get("run_id")
+    if run_id is not None and (str(run_id) in ("", ".", "..", "latest") or "/" in str(run_id)
+                               or os.sep in str(run_id)):
+        raise ConfigError(f"config key run_id: {str(run_id)!r} is not a folder name (no '/', not '.', '..' "
+                          f"or 'latest')")
     mt = t.get("max_time")
     if isinstance(mt, str):
         parts = mt.split(":")
         if len(parts) != 4 or not all(p.isdigit() for p in parts):
-            raise ConfigError(f"config key trainer.max_time: {mt!r} is not DD:HH:MM:SS (e.g. \"00:02:00:00\")")
+            raise ConfigError(f"config key trainer.max_time: {mt!r} is not DD:HH:MM:SS "
+                              f"(e.g. \"00:02:00:00\")")
 
 
 def _check_missing(cfg: DictConfig, prefix: str = "") -> None:

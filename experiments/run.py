@@ -108,8 +108,9 @@ def _owns(run_dir: Path, job: str | None) -> bool:
 
 
 def _resume_target(spec: str, cfg: DictConfig) -> tuple[Path, Path | None]:
-    """(checkpoint, its run folder or None) of ``resume=``: a run folder (its ``checkpoints/last.ckpt``),
-    ``latest`` (the newest run of this stage), or a checkpoint file."""
+    """(checkpoint, its run folder or None) of ``resume=``: a run folder (its newest checkpoint, whichever
+    kind: ``callbacks.run_state.newest_checkpoint``), ``latest`` (the newest run of this stage), or a
+    checkpoint file (used as given)."""
     from corrtrack import checkpoints
 
     if spec == "latest":
@@ -118,12 +119,31 @@ def _resume_target(spec: str, cfg: DictConfig) -> tuple[Path, Path | None]:
         run = Path(spec).expanduser().resolve()
     else:
         path = checkpoints.resolve(spec, what="resume").resolve()
-        run = path.parent.parent if path.parent.name == "checkpoints" else None
-        return path, (run if run is not None and (run / "config.yaml").is_file() else None)
-    last = run / "checkpoints" / "last.ckpt"
-    if not last.is_file():
-        raise CheckpointError(f"resume: run folder {run} has no checkpoints/last.ckpt to resume from")
-    return last, run
+        run = path.parent.parent if path.parent.name == "checkpoints" else path.parent
+        if not (run / "config.yaml").is_file():
+            return path, None
+        _check_run_stage(run, cfg)
+        return path, run
+    from callbacks.run_state import newest_checkpoint
+
+    _check_run_stage(run, cfg)
+    newest = newest_checkpoint(run)
+    if newest is None:
+        raise CheckpointError(f"resume: run folder {run} has no readable checkpoint to resume from "
+                              f"(checkpoints/*.ckpt, hpc_ckpt_*.ckpt)")
+    return newest, run
+
+
+def _check_run_stage(run: Path, cfg: DictConfig) -> None:
+    """A run folder of another stage (by its config.yaml) is refused: resuming would write into it."""
+    cfg_file = run / "config.yaml"
+    try:
+        stage = OmegaConf.load(cfg_file).get("stage") if cfg_file.is_file() else None
+    except Exception as e:   # a broken config.yaml: one line naming it
+        raise ConfigError(f"resume: {cfg_file}: not a readable run config ({type(e).__name__})") from None
+    if stage is not None and str(stage) != str(cfg.stage):
+        raise ConfigError(f"resume: {run} is a '{stage}' run, not a '{cfg.stage}' run; resume it with "
+                          f"`python -m experiments.run {stage} {cfg_file} resume={run}`")
 
 
 def plan_run(cfg: DictConfig) -> RunPlan:
@@ -149,8 +169,10 @@ def plan_run(cfg: DictConfig) -> RunPlan:
         plan = RunPlan(base / time.strftime("%Y%m%d-%H%M%S"))
     d = plan.run_dir
     if not cfg.resume and _owns(d, job):    # this SLURM job, requeued: continue from its own folder
-        last = d / "checkpoints" / "last.ckpt"
-        return RunPlan(d, last if last.is_file() else None, continuing=last.is_file())
+        from callbacks.run_state import newest_checkpoint
+
+        newest = newest_checkpoint(d)
+        return RunPlan(d, newest, continuing=newest is not None)
     if rank > 0 or not (d.exists() and any(d.iterdir())):
         return plan
     if cfg.run_id or job:
@@ -332,6 +354,13 @@ def _build(cfg: DictConfig, run_dir: Path, summary: dict, rank0: bool, callbacks
         last = ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
                                enable_version_counter=False, every_n_train_steps=every)
         cbs.append(last)
+    minutes = cfg.checkpoint.get("every_minutes")
+    if minutes:   # a periodic last.ckpt by wall clock too (rank 0's clock decides, for every rank)
+        from datetime import timedelta
+
+        cbs.append(ModelCheckpoint(dirpath=ckpt_dir, filename="last", monitor=None, save_top_k=1,
+                                   enable_version_counter=False,
+                                   train_time_interval=timedelta(minutes=float(minutes))))
     loggers = make_loggers(cfg, run_dir, summary.get("wandb_id")) if not cfg.trainer.fast_dev_run else []
     if loggers:
         cbs.append(LearningRateMonitor(logging_interval="step"))
@@ -379,11 +408,19 @@ def train(cfg: DictConfig, callbacks: list | None = None) -> Path:
     rank0 = _global_rank() == 0
     fresh = rank0 and not run_dir.exists()    # a folder this invocation creates (and may discard)
     summary = _read_summary(run_dir) if plan.continuing else {}
+    if rank0 and plan.continuing and plan.resume_from is not None:
+        from callbacks.run_state import stale_checkpoints
+
+        for old in stale_checkpoints(run_dir, plan.resume_from):   # an earlier attempt's, untracked now
+            old.unlink(missing_ok=True)
+            print(f"[corrtrack] removed {old} (an earlier attempt's checkpoint, older than "
+                  f"{plan.resume_from.name})", file=sys.stderr)
     if rank0:
         try:
             (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         except OSError as e:
-            raise ConfigError(f"output_root: cannot create the run folder {run_dir} ({e.strerror or e})") from None
+            raise ConfigError(f"output_root: cannot create the run folder {run_dir} "
+                              f"({e.strerror or e})") from None
         if not os.access(run_dir, os.W_OK):
             raise ConfigError(f"output_root: the run folder {run_dir} is not writable")
         saved = _saved_config(cfg)
@@ -486,8 +523,8 @@ def _finish(cfg: DictConfig, run_dir: Path, summary: dict, trainer, ckpt, last, 
                                         "global_step": int(trainer.global_step), "requeue": requeue})
     _write_summary(run_dir, summary)
     out = sys.stdout if ending not in ("exception", "sigint", "sigterm") else sys.stderr
-    print(f"\n[corrtrack] {cfg.stage} run {ENDINGS.get(ending, ending)} at step {trainer.global_step}: {run_dir}",
-          file=out)
+    print(f"\n[corrtrack] {cfg.stage} run {ENDINGS.get(ending, ending)} at step {trainer.global_step}: "
+          f"{run_dir}", file=out)
     print(f"[corrtrack]   config      {run_dir / 'config.yaml'}", file=out)
     print(f"[corrtrack]   checkpoints {run_dir / 'checkpoints'}", file=out)
     if cfg.logger.csv and not cfg.trainer.fast_dev_run:

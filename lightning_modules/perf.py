@@ -13,8 +13,10 @@ import torch
 
 
 class PerfSettings:
-    """Mixin for a ``pl.LightningModule``: call :meth:`apply_perf_settings` from ``on_fit_start`` (the
-    module is on its device then). ``experiments.run`` sets the two attributes from ``cfg.perf``."""
+    """Mixin for a ``pl.LightningModule``: call :meth:`apply_perf_settings` from ``setup("fit")``, before
+    the strategy moves the module to its device (the layout is kept) and DDP wraps it (its gradient
+    buckets follow the parameters' layout; a later change makes resumed DDP runs differ in float
+    rounding). ``experiments.run`` sets the two attributes from ``cfg.perf``."""
 
     channels_last: bool = True
     compile_nets: bool = False

@@ -182,8 +182,12 @@ class PoseEstimatorModule(PerfSettings, pl.LightningModule):
         self._val_preds = []
 
     # -- optimisation -------------------------------------------------------------------------------
-    def on_fit_start(self) -> None:
-        self.apply_perf_settings()   # channels-last unless perf.channels_last=false (lightning_modules.perf)
+    def setup(self, stage: str) -> None:
+        # perf settings (lightning_modules.perf) before DDP wraps the module: DDP lays its gradient buckets
+        # out like the parameters, and a layout changed later (in on_fit_start) made a resumed 2-process
+        # run's first step reduce the gradients differently from the uninterrupted run's
+        if stage == "fit":
+            self.apply_perf_settings()
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -173,8 +173,12 @@ class ReIDModule(PerfSettings, pl.LightningModule):
         self.log("val/reid_map_video", m["map_video"], sync_dist=True)
 
     # -- optimisation -------------------------------------------------------------------------------
-    def on_fit_start(self) -> None:
-        self.apply_perf_settings()   # channels-last unless perf.channels_last=false (lightning_modules.perf)
+    def setup(self, stage: str) -> None:
+        # perf settings (lightning_modules.perf) before DDP wraps the module: DDP lays its gradient buckets
+        # out like the parameters, and a layout changed later (in on_fit_start) made a resumed 2-process
+        # run's first step reduce the gradients differently from the uninterrupted run's
+        if stage == "fit":
+            self.apply_perf_settings()
 
     def configure_optimizers(self):
         o = self.hparams["optim"]

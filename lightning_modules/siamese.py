@@ -135,10 +135,12 @@ class CorrespondenceModule(PerfSettings, pl.LightningModule):
             self.log(k, v, prog_bar=k == "val/corr_pck")
 
     # -- optimiser ------------------------------------------------------------------------------------
-    def on_fit_start(self) -> None:
-        # channels-last unless perf.channels_last=false (lightning_modules.perf); the affinity and loss code
-        # is layout-agnostic
-        self.apply_perf_settings()
+    def setup(self, stage: str) -> None:
+        # perf settings (lightning_modules.perf) before DDP wraps the module: DDP lays its gradient buckets
+        # out like the parameters, and a layout changed later (in on_fit_start) made a resumed 2-process
+        # run's first step reduce the gradients differently from the uninterrupted run's
+        if stage == "fit":
+            self.apply_perf_settings()
 
     def configure_optimizers(self):
         o = self.optim_cfg

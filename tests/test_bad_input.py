@@ -19,6 +19,7 @@ import torch
 from corrtrack.bench.cli import main as bench_main
 from corrtrack.evaluate import main as evaluate_main
 from corrtrack.synth.__main__ import main as synth_main
+from corrtrack.track import main as track_main
 from experiments.run import main as run_main
 
 TINY_NETS = ["model.width=0.125", "data.input_size=64", "data.num_workers=0", "cpu_threads=1"]
@@ -62,6 +63,10 @@ def ctx(tiny_world, tmp_path_factory) -> dict[str, Path]:
     ann = coco / "annotations" / "person_keypoints_train2017.json"
     ann.write_text(ann.read_text()[:2000])
     c["coco_truncated"] = coco
+    coco_list = d / "coco_list"
+    shutil.copytree(tiny_world / "coco", coco_list)
+    (coco_list / "annotations" / "person_keypoints_train2017.json").write_text("[1, 2]")
+    c["coco_list"] = coco_list
     pt = d / "posetrack"
     shutil.copytree(tiny_world / "posetrack", pt)
     f = sorted((pt / "annotations" / "train").glob("*.json"))[0]
@@ -89,6 +94,28 @@ def ctx(tiny_world, tmp_path_factory) -> dict[str, Path]:
     (other / "world.json").write_text(json.dumps({"format": "corrtrack-synth", "version": 1, "preset": "small",
                                                   "seed": 0, "counts": {}}))
     c["other_world"] = other
+    # zero-byte checkpoint, a folder where a checkpoint file is expected, config files that are not a mapping
+    (d / "empty.ckpt").write_bytes(b"")
+    c["empty"] = d / "empty.ckpt"
+    c["ckpt_dir"] = d / "ckpt_folder"
+    c["ckpt_dir"].mkdir()
+    (d / "latin1.yaml").write_bytes("trainer:\n  max_steps: 3 # \u00e9t\u00e9\n".encode("latin-1"))
+    (d / "list.yaml").write_text("- trainer.max_steps=3\n- seed=1\n")
+    c["latin1_yaml"], c["list_yaml"] = d / "latin1.yaml", d / "list.yaml"
+    # a finished-looking siamese run folder (resume= from another stage)
+    srun = c["out"] / "siamese" / "done"
+    (srun / "checkpoints").mkdir(parents=True)
+    (srun / "config.yaml").write_text("stage: siamese\n")
+    torch.save(_siamese_ckpt(), srun / "checkpoints" / "last.ckpt")
+    c["siamese_run"] = srun
+    # PoseTrack: a video whose annotation file has no labels at all
+    nolab = d / "posetrack_nolabels"
+    shutil.copytree(tiny_world / "posetrack", nolab)
+    v = sorted((nolab / "annotations" / "val").glob("*.json"))[0]
+    data = json.loads(v.read_text())
+    data.pop("annotations", None)
+    v.write_text(json.dumps(data))
+    c["posetrack_nolabels"], c["posetrack_nolabels_file"] = nolab, v
     return c
 
 
@@ -98,7 +125,7 @@ def _world(c) -> list[str]:
 
 
 Case = tuple[str, Callable, Callable[[dict], list[str]], Callable[[dict], list[str]]]
-RUN, SYNTH, BENCH, EVAL = run_main, synth_main, bench_main, evaluate_main
+RUN, SYNTH, BENCH, EVAL, TRACK = run_main, synth_main, bench_main, evaluate_main, track_main
 
 CASES: list[Case] = [
     # -- experiments.run: config values ---------------------------------------------------------------
@@ -125,6 +152,10 @@ CASES: list[Case] = [
     ("workers_negative", RUN, lambda c: ["pose", "data.num_workers=-2"], lambda c: ["data.num_workers"]),
     ("list_element_type", RUN, lambda c: ["pose", "data.input_size=[a,48]"], lambda c: ["data.input_size"]),
     ("target_kind_bogus", RUN, lambda c: ["finetune", "model.target.kind=box"], lambda c: ["model.target.kind"]),
+    ("limit_batches_share_above_one", RUN, lambda c: ["siamese", "trainer.limit_train_batches=1.5"],
+     lambda c: ["trainer.limit_train_batches"]),
+    ("run_id_with_slash", RUN, lambda c: ["siamese", "run_id=a/b"], lambda c: ["run_id", "a/b"]),
+    ("run_id_latest", RUN, lambda c: ["siamese", "run_id=latest"], lambda c: ["run_id", "latest"]),
     ("bool_as_steps", RUN, lambda c: ["siamese", "trainer.max_steps=true"], lambda c: ["trainer.max_steps"]),
     ("broken_yaml_preset", RUN, lambda c: ["siamese", str(c["text"].with_suffix(".yaml"))],
      lambda c: [str(c["text"].with_suffix(".yaml"))]),
@@ -155,11 +186,29 @@ CASES: list[Case] = [
      lambda c: ["/nonexistent/coco"]),
     ("coco_truncated", RUN, lambda c: ["pose", "debug", *_world(c), *TINY_POSE, f"data.coco_root={c['coco_truncated']}"],
      lambda c: ["person_keypoints_train2017.json"]),
+    ("coco_annotations_a_list", RUN, lambda c: ["pose", "debug", *_world(c), *TINY_POSE,
+                                                f"data.coco_root={c['coco_list']}"],
+     lambda c: ["person_keypoints_train2017.json"]),
     ("posetrack_string_keypoint", RUN, lambda c: ["finetune", "debug", *_world(c), *TINY_POSE, "model.init_ckpt=null",
                                                   f"data.posetrack_root={c['posetrack_string']}"],
      lambda c: [c["posetrack_string_file"].name, "keypoints"]),
     ("det_file_missing", RUN, lambda c: ["pose", "debug", *_world(c), *TINY_POSE, "data.det_file=/nonexistent/dets.json"],
      lambda c: ["/nonexistent/dets.json"]),
+    ("empty_ckpt_resume", RUN, lambda c: ["pose", "debug", *_world(c), f"resume={c['empty']}"],
+     lambda c: ["resume", str(c["empty"])]),
+    ("empty_ckpt_siamese", RUN, lambda c: ["refine", "debug", *_world(c), f"model.siamese_ckpt={c['empty']}"],
+     lambda c: ["model.siamese_ckpt", str(c["empty"])]),
+    ("folder_as_siamese_ckpt", RUN, lambda c: ["refine", "debug", *_world(c), f"model.siamese_ckpt={c['ckpt_dir']}"],
+     lambda c: ["model.siamese_ckpt", str(c["ckpt_dir"])]),
+    ("folder_as_resume", RUN, lambda c: ["siamese", "debug", *_world(c), f"resume={c['ckpt_dir']}"],
+     lambda c: ["resume", str(c["ckpt_dir"])]),
+    ("resume_other_stage_run", RUN, lambda c: ["refine", "debug", *_world(c), f"resume={c['siamese_run']}"],
+     lambda c: ["resume", "siamese", str(c["siamese_run"])]),
+    ("resume_other_stage_ckpt", RUN, lambda c: ["pose", "debug", *_world(c),
+                                                f"resume={c['siamese_run'] / 'checkpoints' / 'last.ckpt'}"],
+     lambda c: ["resume", "siamese"]),
+    ("non_utf8_yaml_preset", RUN, lambda c: ["siamese", str(c["latin1_yaml"])], lambda c: [str(c["latin1_yaml"])]),
+    ("yaml_list_preset", RUN, lambda c: ["siamese", str(c["list_yaml"])], lambda c: [str(c["list_yaml"])]),
     # -- corrtrack.synth -------------------------------------------------------------------------------
     ("synth_seed_negative", SYNTH, lambda c: ["--out", str(c["dir"] / "w"), "--seed", "-1"], lambda c: ["--seed"]),
     ("synth_out_unwritable", SYNTH, lambda c: ["--out", "/proc/corrtrack-world", "--preset", "tiny", "--quiet"],
@@ -192,6 +241,27 @@ CASES: list[Case] = [
     ("eval_pred_truncated", EVAL, lambda c: ["--gt", str(c["gt"]), "--pred", str(c["pred_truncated"])],
      lambda c: [next(c["pred_truncated"].glob("*.json")).name]),
     ("eval_no_gt_option", EVAL, lambda c: ["--pred", str(c["gt"])], lambda c: ["--gt"]),
+    ("eval_pred_is_a_file", EVAL, lambda c: ["--gt", str(c["gt"]), "--pred", str(c["a_file"])],
+     lambda c: [str(c["a_file"])]),
+    # -- corrtrack.track -------------------------------------------------------------------------------
+    ("track_no_root_option", TRACK, lambda c: ["--out", str(c["dir"] / "t"), "--cue", "oks"],
+     lambda c: ["--posetrack-root"]),
+    ("track_root_missing", TRACK, lambda c: ["--posetrack-root", "/nonexistent/pt", "--out", str(c["dir"] / "t"),
+                                             "--cue", "oks", "--quiet"], lambda c: ["/nonexistent/pt"]),
+    ("track_video_without_labels", TRACK, lambda c: ["--posetrack-root", str(c["posetrack_nolabels"]), "--out",
+                                                     str(c["dir"] / "t"), "--cue", "oks", "--boxes", "gt",
+                                                     "--quiet", "--device", "cpu"],
+     lambda c: [c["posetrack_nolabels_file"].name]),
+    ("track_corr_ckpt_wrong_stage", TRACK, lambda c: ["--posetrack-root", str(c["world"] / "posetrack"), "--out",
+                                                      str(c["dir"] / "t"), "--cue", "corr", "--corr-ckpt",
+                                                      str(c["pose"]), "--quiet", "--device", "cpu"],
+     lambda c: ["--corr-ckpt", "pose"]),
+    ("track_corr_ckpt_empty", TRACK, lambda c: ["--posetrack-root", str(c["world"] / "posetrack"), "--out",
+                                                str(c["dir"] / "t"), "--cue", "corr", "--corr-ckpt", str(c["empty"]),
+                                                "--quiet", "--device", "cpu"], lambda c: [str(c["empty"])]),
+    ("track_override_unknown", TRACK, lambda c: ["--posetrack-root", str(c["world"] / "posetrack"), "--out",
+                                                 str(c["dir"] / "t"), "--cue", "oks", "tau_corrr=0.3"],
+     lambda c: ["tau_corrr"]),
     ("eval_out_unwritable", EVAL, lambda c: ["--gt", str(c["gt"]), "--pred", str(c["gt"]), "--out",
                                              "/proc/corrtrack/m.json", "--quiet"], lambda c: ["/proc/corrtrack/m.json"]),
 ]
@@ -199,7 +269,7 @@ CASES: list[Case] = [
 
 def test_the_corpus_is_large_and_covers_every_command_line():
     assert len(CASES) >= 40 and len({c[0] for c in CASES}) == len(CASES)
-    assert {c[1] for c in CASES} == {RUN, SYNTH, BENCH, EVAL}
+    assert {c[1] for c in CASES} == {RUN, SYNTH, BENCH, EVAL, TRACK}
 
 
 @pytest.mark.parametrize("name,main,argv,words", CASES, ids=[c[0] for c in CASES])

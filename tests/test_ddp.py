@@ -1,6 +1,8 @@
 """Real 2-process DDP runs on CPU (gloo), launched the way a user launches them: both ranks share one run
-folder, and a run stopped part-way (max_steps, mid-epoch) and resumed with the command it wrote reaches
-the uninterrupted run's metrics step for step."""
+folder, and a run stopped part-way (max_steps, mid-epoch) and resumed with the command it wrote logs
+bit-identical metrics to the uninterrupted run's, step for step: same data, parameters, optimiser state
+and, since the channels-last conversion happens before DDP lays out its gradient buckets
+(``lightning_modules/siamese.py``), the same reduced gradients."""
 from __future__ import annotations
 
 import csv
@@ -10,8 +12,6 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
-
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 # 2 epochs x 3 batches per rank (batch 2), validation after each: 6 optimisation steps
@@ -51,21 +51,19 @@ def test_two_process_cpu_ddp_shares_one_run_folder_and_resumes_exactly(tmp_path,
     assert summary["global_step"] == 6 and "val/corr_pck" in summary["final_metrics"]
     assert (whole / "checkpoints" / "last.ckpt").is_file()
 
-    _run([*base, "run_id=part", "trainer.max_steps=4"])          # stops part-way through epoch 2
+    parts = [_run([*base, "run_id=part", "trainer.max_steps=4"])]   # stops part-way through epoch 2
     part = out / "siamese" / "part"
     first = json.loads((part / "summary.json").read_text())
     assert first["ending"] == "max_steps" and first["global_step"] == 4
     cmd = shlex.split(first["resume_command"])
-    _run([*cmd[3:], "trainer.max_steps=-1"])
+    parts.append(_run([*cmd[3:], "trainer.max_steps=-1"]))
     ref, got = _history(whole), _history(part)
-    assert [r[:2] for r in got] == [r[:2] for r in ref]
-    for a, b in zip(got, ref):
-        for x, y in zip(a[2:], b[2:]):
-            assert (x is None) == (y is None)
-    off = [(a[0], x, y) for a, b in zip(got, ref) for x, y in zip(a[2:], b[2:])
-           if x is not None and float(x) != pytest.approx(float(y), rel=1e-5)]
+    assert [r[:2] for r in got] == [r[:2] for r in ref] and len(ref) == 8    # 6 training rows, 2 validations
+    # exact, not approximately equal: the resumed steps (4 and 5) see the same data, parameters, optimiser
+    # state and reduced gradients as the uninterrupted run's (the values are the CSV's full-precision text)
+    assert got == ref
     assert json.loads((part / "summary.json").read_text())["global_step"] == 6
-    if off:
-        # Known bug (open): a resumed 2-rank gloo run drifts from the uninterrupted one (1e-4 relative in the
-        # loss after the resume point); single-process resume is exact (tests/test_resume.py).
-        pytest.xfail(f"2-process resume not yet exact: (step, resumed, uninterrupted) {off[:3]}")
+    # the parameters' layout was final when DDP built its buckets (a layout changed later made the first
+    # step of every fresh DDP process reduce the conv gradients differently: 1e-4 drift after a resume)
+    for p in (proc, *parts):
+        assert "Grad strides do not match bucket view strides" not in p.stdout + p.stderr

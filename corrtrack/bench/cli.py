@@ -169,13 +169,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--debug", action="store_true", help="show tracebacks (also CORRTRACK_DEBUG=1)")
     s = sub.add_parser("speed", help="batched vs looped affinity; training pairs/s")
     s.add_argument("--persons", type=_int_at_least("--persons", 1), default=8)
-    s.add_argument("--size", type=_int_at_least("--size", 1), default=64, help="feature map size of the affinity benchmark")
+    s.add_argument("--size", type=_int_at_least("--size", 1), default=64,
+                   help="feature map size of the affinity benchmark")
     s.add_argument("--variant", default="release", choices=["paper", "release"])
     s.add_argument("--width", type=float, default=0.25)
     s.add_argument("--input-size", type=_int_at_least("--input-size", 32, 32), default=128,
                    help="training pair size")
     s.add_argument("--batch-size", type=_int_at_least("--batch-size", 1), default=8)
-    s.add_argument("--train-persons", type=_int_at_least("--train-persons", 1), default=4, help="persons queried per training pair")
+    s.add_argument("--train-persons", type=_int_at_least("--train-persons", 1), default=4,
+                   help="persons queried per training pair")
     s.add_argument("--steps", type=_int_at_least("--steps", 1), default=3)
     s.add_argument("--device", default="cpu", help="device of the training-speed figure (cpu, cuda, cuda:1)")
     s.add_argument("--precision", default="32", choices=list(AUTOCAST),
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "propagation":
         if not Path(args.data).is_dir():
             raise InputError(f"--data {args.data}: no such folder (a synthetic world or a PoseTrack root)")
-        if args.ckpt:   # a missing, corrupt or wrong-stage checkpoint: one line naming --ckpt, before any work
+        if args.ckpt:   # a missing, corrupt or wrong-stage checkpoint: one line naming --ckpt, before work
             from corrtrack import checkpoints
 
             checkpoints.load(args.ckpt, accept=("siamese", "refine"), what="--ckpt")
