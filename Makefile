@@ -33,7 +33,7 @@ RUN := $(PY) -m experiments.run
 
 .DEFAULT_GOAL := help
 .PHONY: help venv demo test test-slow test-slurm world preview train-siamese train-refine train-pose finetune-pose weights \
-        train-reid track bench-eval bench-corr bench-propagation bench-track clean
+        train-reid track sweep bench-eval bench-corr bench-propagation bench-track clean
 
 help: ## list every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -48,10 +48,13 @@ $(STAMP): setup.cfg pyproject.toml
 venv: $(STAMP) ## create/refresh the virtual environment .venv from setup.cfg
 
 DEMO_OUT ?= outputs/demo/$(shell date +%Y%m%d-%H%M%S)
+# the shipped CPU-trained correspondence maps peak low: tau_corr chosen on the hard world's seed-0 val
+# videos (docs/tracking.md, Results); the paper's 0.3 is the tracking config's default
+DEMO_TRACKING ?= tau_corr=0.005
 demo: $(STAMP) ## the main job: generate the small world, track its val videos with all four cues (shipped weights), print Table 2, render MP4s
 	$(PY) -m corrtrack.synth --out data/synth/$(SYNTH_PRESET)-seed$(SEED) --preset $(SYNTH_PRESET) --seed $(SEED) --preview
 	$(PY) -m corrtrack.track --posetrack-root data/synth/$(SYNTH_PRESET)-seed$(SEED)/posetrack --out $(DEMO_OUT) \
-		--cue all --boxes detections --render $(ARGS)
+		--cue all --boxes detections --render $(DEMO_TRACKING) $(ARGS)
 
 test: $(STAMP) ## fast test tier (unit tests, fast_dev_run of every config, 2-process DDP)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
@@ -99,6 +102,17 @@ TRACK_CKPTS = $(if $(filter command line environment,$(origin POSE_CKPT)),--pose
 track: $(STAMP) ## track the val videos: CUE=all|oks|flow|reid|corr BOXES=gt|detections|gt-poses ARGS="key=value" (POSE_CKPT= REFINE_CKPT= REID_CKPT=)
 	$(if $(filter synth,$(DATA)),$(PY) -m corrtrack.synth --out data/synth/$(SYNTH_PRESET)-seed$(SEED) --preset $(SYNTH_PRESET) --seed $(SEED) --quiet)
 	$(PY) -m corrtrack.track --posetrack-root $(TRACK_ROOT) --out outputs/track/$(TRACK_NAME)-$(CUE)-$(BOXES) --cue $(CUE) --boxes $(BOXES) $(TRACK_CKPTS) $(ARGS)
+
+# make sweep: online (wandb sweep + AGENTS x wandb agent, one GPU each when there are several) when W&B
+# credentials are configured, else the offline runner (experiments/sweep.py) into SWEEP_OUT/<name>/<timestamp>/.
+SWEEP ?= tracking
+AGENTS ?= 1
+COUNT ?=
+SWEEP_OUT ?= outputs/sweeps
+SWEEP_ARGS ?=
+sweep: $(STAMP) ## W&B sweep over experiments/sweeps/$(SWEEP).yaml (tracking|siamese|refine): AGENTS=N COUNT=N; offline runner when not logged in
+	$(if $(filter tracking,$(SWEEP)),$(PY) -m corrtrack.synth --out data/synth/small-seed0 --preset small --seed 0 --quiet)
+	$(PY) -m experiments.sweep launch $(SWEEP) --agents $(AGENTS) $(if $(COUNT),--count $(COUNT)) --out-root $(SWEEP_OUT) $(SWEEP_ARGS)
 
 bench-eval: $(STAMP) ## evaluator speed on a generated 40-sequence set (sequences per second)
 	$(PY) -m corrtrack.evaluation.bench --sequences 40 --frames 60

@@ -3,7 +3,7 @@ of them (paper §5, Table 2).
 
     python -m corrtrack.track --posetrack-root ROOT [--split val] --out DIR --cue {oks,flow,reid,corr,all}
         [--boxes gt|detections|gt-poses] [--detections PATH] [--pose-ckpt CKPT] [--corr-ckpt CKPT]
-        [--reid-ckpt CKPT] [--render] [--max-videos N] [--preset paper|release] [key=value ...]
+        [--reid-ckpt CKPT] [--render] [--max-videos N] [--preset paper|release] [--cache-dir DIR] [key=value ...]
     python -m corrtrack.track --video FILE.mp4 --out DIR [--cue oks|flow|reid|corr|all] [--detections PATH]
         [--max-frames N] [--pose-ckpt CKPT] [--corr-ckpt CKPT] [--reid-ckpt CKPT] [--render] [key=value ...]
 
@@ -67,6 +67,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="--video: only the first N frames")
     p.add_argument("--preset", choices=["paper", "release"], default="paper",
                    help="tracker settings: the paper's (default) or the authors' released tracker's")
+    p.add_argument("--cache-dir", metavar="DIR", default=None,
+                   help="keep the networks' per-video precomputation in DIR and reuse it when the checkpoints "
+                        "and the settings it depends on are the same (sweeps; docs/sweeps.md)")
     p.add_argument("--device", default=None, help="torch device (default: cuda if available, else cpu)")
     p.add_argument("--no-eval", action="store_true", help="write the predictions only")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
@@ -122,9 +125,10 @@ def _models(args: argparse.Namespace, config, cues: list[str], device: str):
 
 
 def _track_and_write(videos, config, models, cues: list[str], detections, out: Path, pred_dirs: dict[str, Path],
-                     render: bool, progress: bool) -> tuple[dict[str, dict], dict[str, float], int]:
+                     render: bool, progress: bool, store=None) -> tuple[dict[str, dict], dict[str, float], int]:
     """Track every video with every cue, writing each prediction (and render) as it comes. Returns
-    ({cue: {video name: Sequence}}, seconds by stage, frames processed)."""
+    ({cue: {video name: Sequence}}, seconds by stage, frames processed). ``store``: a disk cache of the
+    precomputations (``corrtrack.tracking.store.CacheStore``, ``--cache-dir``)."""
     from corrtrack.tracking import render_video, track_videos, write_prediction
 
     for d in pred_dirs.values():
@@ -133,7 +137,7 @@ def _track_and_write(videos, config, models, cues: list[str], detections, out: P
     timing: dict[str, float] = {}
     frames = 0
     for video, cache, results in track_videos(videos, config, models, cues, detections=detections,
-                                              progress=progress):
+                                              progress=progress, store=store):
         frames += len(cache.frames)
         for k, v in cache.seconds.items():
             timing[k] = timing.get(k, 0.0) + v
@@ -175,9 +179,14 @@ def _run(args: argparse.Namespace) -> int:
         return video_detections(video.name, det_files[video.name], args.posetrack_root, args.split,
                                 config.detection_min_score)
 
+    store = None
+    if args.cache_dir:
+        from corrtrack.tracking.store import CacheStore
+
+        store = CacheStore(args.cache_dir, models.files)
     t0 = time.perf_counter()
     predictions, timing, frames = _track_and_write(videos, config, models, cues, detections, out, pred_dirs,
-                                                   args.render, not args.quiet)
+                                                   args.render, not args.quiet, store)
     elapsed = time.perf_counter() - t0
     print(f"wrote {sum(len(p) for p in predictions.values())} prediction file(s) to {out} "
           f"({frames} frames tracked in {elapsed:.1f} s)", file=sys.stderr)
@@ -186,6 +195,8 @@ def _run(args: argparse.Namespace) -> int:
                "seconds": round(elapsed, 2), "seconds_by_stage": {k: round(v, 3) for k, v in timing.items()},
                "checkpoints": {"pose": args.pose_ckpt, "corr": args.corr_ckpt, "reid": args.reid_ckpt},
                "predictions": {c: str(d) for c, d in pred_dirs.items()}}
+    if store is not None:
+        summary["cache"] = {"dir": str(store.root), "hits": dict(store.hits), "misses": dict(store.misses)}
     res_dir = out / "results"
     res_dir.mkdir(parents=True, exist_ok=True)
     if not args.no_eval:

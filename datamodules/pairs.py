@@ -51,7 +51,7 @@ from corrtrack.keypoints import NUM_JOINTS
 from datamodules.sources import ImageRecord, first_readable, load_records, video_frame_pairs
 from datamodules.augment import augment_from_config
 from datamodules.sampling import sample_rng, split_key, train_sampler
-from datamodules.workers import worker_init
+from datamodules.workers import loader_settings, worker_init
 
 log = logging.getLogger(__name__)
 
@@ -420,10 +420,10 @@ class PairDataModule(pl.LightningDataModule):
             self.val_set = self._dataset(self.cfg.get("val_split", "val"), train=False)
 
     def _loader(self, ds: AffinePairDataset, shuffle: bool) -> DataLoader:
-        nw = int(self.cfg.num_workers)
+        nw, pin = loader_settings(self.cfg)
         sampler = train_sampler(self, ds, self.seed) if shuffle else None
         return DataLoader(ds, batch_size=int(self.cfg.batch_size), sampler=sampler, num_workers=nw,
-                          collate_fn=collate_pairs, pin_memory=bool(self.cfg.pin_memory),
+                          collate_fn=collate_pairs, pin_memory=pin,
                           drop_last=shuffle and len(ds) >= int(self.cfg.batch_size),
                           persistent_workers=nw > 0, worker_init_fn=worker_init if nw > 0 else None)
 

@@ -43,7 +43,7 @@ from datamodules.augment import augment_from_config
 from datamodules.sampling import sample_rng, split_key
 from datamodules.sources import (ImageRecord, dataset_root, first_readable, frame_number,
                                  load_posetrack_records)
-from datamodules.workers import worker_init
+from datamodules.workers import loader_settings, worker_init
 
 log = logging.getLogger(__name__)
 
@@ -392,18 +392,18 @@ class ReIDDataModule(pl.LightningDataModule):
         if self.resume_position is not None:   # once: a reloaded loader starts its epoch from the beginning
             sampler.start_at(*self.resume_position)
             self.resume_position = None
-        nw = int(self.cfg.num_workers)
+        nw, pin = loader_settings(self.cfg)
         return DataLoader(self.train_set, batch_size=sampler.batch_size, sampler=sampler, drop_last=True,
-                          num_workers=nw, collate_fn=collate, pin_memory=bool(self.cfg.pin_memory),
+                          num_workers=nw, collate_fn=collate, pin_memory=pin,
                           persistent_workers=nw > 0, worker_init_fn=worker_init if nw > 0 else None)
 
     def val_dataloader(self) -> DataLoader:
         if self.val_set is None:
             raise ValueError("re-ID validation: no held-out videos (set data.holdout > 0 or data.val_split)")
-        nw = int(self.cfg.num_workers)
+        nw, pin = loader_settings(self.cfg)
         # every rank embeds every crop: the ranking needs all of them, and the metrics come out equal
         return DataLoader(self.val_set, batch_size=int(self.cfg.val_batch_size), shuffle=False,
-                          num_workers=nw, collate_fn=collate, pin_memory=bool(self.cfg.pin_memory),
+                          num_workers=nw, collate_fn=collate, pin_memory=pin,
                           persistent_workers=nw > 0, worker_init_fn=worker_init if nw > 0 else None)
 
 

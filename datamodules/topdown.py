@@ -45,7 +45,7 @@ from corrtrack.posetrack import load_detections
 from datamodules.sources import ImageRecord, dataset_root, first_readable, load_records
 from datamodules.augment import augment_from_config
 from datamodules.sampling import sample_rng, split_key, train_sampler
-from datamodules.workers import worker_init
+from datamodules.workers import loader_settings, worker_init
 
 log = logging.getLogger(__name__)
 
@@ -337,13 +337,13 @@ class TopDownDataModule(pl.LightningDataModule):
         return self._coco_gt
 
     def _loader(self, ds: TopDownDataset, shuffle: bool) -> DataLoader:
-        nw = int(self.cfg.num_workers)
+        nw, pin = loader_settings(self.cfg)
         bs = int(self.cfg.batch_size)
         if not shuffle and self.cfg.get("val_batch_size"):
             bs = int(self.cfg.val_batch_size)
         sampler = train_sampler(self, ds, self.seed) if shuffle else None
         return DataLoader(ds, batch_size=bs, sampler=sampler, num_workers=nw, collate_fn=collate,
-                          pin_memory=bool(self.cfg.pin_memory), drop_last=shuffle and len(ds) >= bs,
+                          pin_memory=pin, drop_last=shuffle and len(ds) >= bs,
                           persistent_workers=nw > 0, worker_init_fn=worker_init if nw > 0 else None)
 
     def train_dataloader(self) -> DataLoader:

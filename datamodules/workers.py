@@ -16,3 +16,28 @@ def worker_init(worker_id: int) -> None:
     cv2.setNumThreads(1)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     pl_worker_init_function(worker_id)
+
+
+def loader_settings(cfg) -> tuple[int, bool]:
+    """``(num_workers, pin_memory)`` of a ``data`` config section, resolving ``auto``:
+
+    - ``num_workers: auto``: with CUDA, the usable cores per GPU (one training process per GPU) minus one
+      for the training process, between 1 and 16; without CUDA, 2 (a CPU run needs its cores for the step).
+    - ``pin_memory: auto``: on when CUDA is available (page-locked batches copy to the GPU asynchronously).
+    """
+    import os
+
+    import torch
+
+    cuda = torch.cuda.is_available()
+    nw = cfg.num_workers
+    if nw == "auto":
+        if cuda:
+            cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+            nw = max(1, min(16, cores // max(1, torch.cuda.device_count()) - 1))
+        else:
+            nw = 2
+    pin = cfg.pin_memory
+    if pin == "auto":
+        pin = cuda
+    return int(nw), bool(pin)

@@ -179,7 +179,12 @@ TYPES: dict[str, tuple[str, ...]] = {
     "model.siamese_ckpt": ("str",), "data.det_file": ("str",), "data.train_max_images": ("int",),
     "data.val_max_images": ("int",), "data.val_batch_size": ("int",), "val.oks_nms": ("float",),
     "data.augment.crop_scale": ("list",),
+    "data.num_workers": ("int", "str"), "data.pin_memory": ("bool", "str"),
 }
+
+#: keys that also take the string "auto", resolved on the machine that runs
+#: (datamodules.workers.loader_settings, experiments.run.resolve_precision)
+AUTO: tuple[str, ...] = ("data.num_workers", "data.pin_memory", "trainer.precision")
 
 #: keys that may be null although no config file shows them null (null switches the feature off)
 NULLABLE = {"checkpoint.every_minutes"}
@@ -196,8 +201,8 @@ CHOICES: dict[str, tuple] = {
     "checkpoint.mode": ("min", "max"),
     "trainer.accelerator": ("auto", "cpu", "gpu", "cuda", "mps", "tpu"),
     "trainer.precision": ("transformer-engine", "transformer-engine-float16", "16-true", "16-mixed",
-                          "bf16-true", "bf16-mixed", "32-true", "64-true", "64", "32", "16", "bf16",
-                          64, 32, 16),
+                          "bf16-true", "bf16-mixed", "32-true", "64-true", "64", "32", "16", "bf16", 64, 32, 16,
+                          "auto"),
 }
 
 _PROBABILITY = (0.0, 1.0)
@@ -321,6 +326,11 @@ def check_values(cfg: DictConfig, stage: str) -> None:
         if k is None:
             if not nullable and allowed and key not in NULLABLE:
                 raise ConfigError(f"config key {key}: null is not allowed (expected {_expected(allowed)})")
+            continue
+        if k == "str" and key in AUTO and key not in CHOICES:
+            if v != "auto":
+                raise ConfigError(f"config key {key}: {_show(v)} is not "
+                                  f"{_expected(allowed - {'str'})} or 'auto'")
             continue
         if allowed and not _type_ok(k, allowed):
             raise ConfigError(f"config key {key}: {_show(v)} is not {_expected(allowed)}")

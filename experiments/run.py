@@ -218,6 +218,20 @@ def set_cpu_threads(cfg: DictConfig) -> int:
     return n
 
 
+def resolve_precision(trainer: dict) -> str | int:
+    """``trainer.precision: auto``: ``bf16-mixed`` when training runs on a CUDA GPU that supports bf16
+    (Ampere and newer), else ``32-true`` (CPU keeps fp32; older GPUs too: ``16-mixed`` is an explicit
+    choice there). Any other value is returned as it is."""
+    p = trainer.get("precision")
+    if p != "auto":
+        return p
+    import torch
+
+    acc = str(trainer.get("accelerator", "auto"))
+    gpu = torch.cuda.is_available() and acc in ("auto", "gpu", "cuda")
+    return "bf16-mixed" if gpu and torch.cuda.is_bf16_supported() else "32-true"
+
+
 def check_device(cfg: DictConfig) -> None:
     """Refuse, with one line naming the key, the trainer settings that need a GPU when the run has none:
     Lightning would silently turn ``16-mixed`` into ``bf16-mixed`` on CPU, and torch's SyncBatchNorm fails
@@ -251,7 +265,8 @@ def make_loggers(cfg: DictConfig, run_dir: Path, wandb_id: str | None = None) ->
     if cfg.logger.csv:
         loggers.append(HistoryCSVLogger(save_dir=str(run_dir), name="", version="csv"))
     if cfg.logger.wandb:
-        os.environ.setdefault("WANDB_MODE", "offline")
+        if not os.environ.get("WANDB_SWEEP_ID"):                 # a W&B sweep agent's run reports online
+            os.environ.setdefault("WANDB_MODE", "offline")
         os.environ.setdefault("WANDB_SILENT", "true")
         loggers.append(WandbLogger(project=cfg.logger.project, entity=cfg.logger.entity,
                                    group=cfg.logger.group, tags=list(cfg.logger.tags),
@@ -320,6 +335,8 @@ def _build(cfg: DictConfig, run_dir: Path, summary: dict, rank0: bool, callbacks
     from experiments.stages import get_builder
 
     parts = get_builder(cfg.stage)(cfg, run_dir)
+    parts.module.channels_last = bool(cfg.perf.channels_last)    # lightning_modules.perf, on_fit_start
+    parts.module.compile_nets = bool(cfg.perf.compile)
     ckpt_dir = str(run_dir / "checkpoints")
     monitor = cfg.checkpoint.monitor
     every = cfg.checkpoint.get("every_n_train_steps") or None
@@ -356,6 +373,15 @@ def _build(cfg: DictConfig, run_dir: Path, summary: dict, rank0: bool, callbacks
     except ImportError:
         pass
     trainer_kwargs = OmegaConf.to_container(cfg.trainer, resolve=True)
+    trainer_kwargs["precision"] = resolve_precision(trainer_kwargs)
+    from datamodules.workers import loader_settings
+
+    workers, pin = loader_settings(cfg.data)
+    prec = trainer_kwargs["precision"]
+    summary["resolved"] = {"precision": prec, "num_workers": workers, "pin_memory": pin}
+    if rank0:
+        print(f"[corrtrack] precision {prec}, {workers} data workers, pin_memory {pin}, "
+              f"channels_last {bool(cfg.perf.channels_last)}, compile {bool(cfg.perf.compile)}")
     trainer = pl.Trainer(**trainer_kwargs, default_root_dir=str(run_dir), logger=loggers or False,
                          callbacks=cbs, plugins=plugins)
     for lg in loggers:

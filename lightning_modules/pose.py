@@ -28,9 +28,10 @@ from corrtrack.nets.pose import PoseNet
 from corrtrack.oks import oks_nms
 from corrtrack.pose import (DEFAULT_INPUT_SIZE, DEFAULT_VOTE_RADIUS, crop_to_image, decode, flip_test_decode,
                             pose_score)
+from lightning_modules.perf import PerfSettings
 
 
-class PoseEstimatorModule(pl.LightningModule):
+class PoseEstimatorModule(PerfSettings, pl.LightningModule):
     """Top-down pose estimator.
 
     Args:
@@ -181,6 +182,13 @@ class PoseEstimatorModule(pl.LightningModule):
         self._val_preds = []
 
     # -- optimisation -------------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        # perf settings (lightning_modules.perf) before DDP wraps the module: DDP lays its gradient buckets
+        # out like the parameters, and a layout changed later (in on_fit_start) made a resumed 2-process
+        # run's first step reduce the gradients differently from the uninterrupted run's
+        if stage == "fit":
+            self.apply_perf_settings()
+
     def configure_optimizers(self):
         hp = self.hparams
         opt = torch.optim.Adam(self.net.parameters(), lr=float(hp.lr), weight_decay=float(hp.weight_decay))

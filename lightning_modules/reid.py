@@ -36,6 +36,7 @@ from torch import Tensor
 
 from corrtrack.nets.reid import build_reid_net
 from corrtrack.reid import retrieval_metrics
+from lightning_modules.perf import PerfSettings
 from lightning_modules.schedule import elapsed_share
 
 log = logging.getLogger(__name__)
@@ -62,10 +63,9 @@ def batch_hard_triplet_loss(features: Tensor, labels: Tensor, margin: float = 0.
     d_ap = torch.where(pos, dist, torch.full_like(dist, -1.0)).max(dim=1).values
     d_an = torch.where(neg, dist, torch.full_like(dist, float("inf"))).min(dim=1).values
     ok = pos.any(1) & neg.any(1)
-    if not ok.any():
-        loss = f.sum() * 0.0
-    else:
-        loss = F.relu(d_ap[ok] - d_an[ok] + margin).mean()
+    # mean over the anchors having both, without `ok.any()` or boolean indexing (a host sync each on GPU)
+    per = torch.where(ok, F.relu(d_ap - d_an + margin), torch.zeros_like(d_ap))
+    loss = per.sum() / ok.sum().clamp(min=1)
     nan = torch.full_like(d_ap, float("nan"))
     return loss, torch.where(pos.any(1), d_ap, nan), torch.where(neg.any(1), d_an, nan)
 
@@ -87,7 +87,7 @@ def reid_validation_metrics(embeddings: np.ndarray, labels: np.ndarray, videos: 
             "map_video": own["map"], "num_queries": every["num_queries"]}
 
 
-class ReIDModule(pl.LightningModule):
+class ReIDModule(PerfSettings, pl.LightningModule):
     """Person re-ID training (identity + batch-hard triplet loss, BNNeck).
 
     Args:
@@ -134,7 +134,7 @@ class ReIDModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         x = batch["image"]
-        if self.device.type == "cpu":
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         losses = self.compute_loss(self.net(x), batch["label"])
         bs = x.shape[0]
@@ -150,7 +150,7 @@ class ReIDModule(pl.LightningModule):
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         x = batch["image"]
-        if self.device.type == "cpu":
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         self._val.append({"embeddings": self.embed(x).cpu().numpy(),
                           **{k: batch[k].cpu().numpy() for k in ("label", "video", "frame", "index")}})
@@ -174,11 +174,11 @@ class ReIDModule(pl.LightningModule):
 
     # -- optimisation -------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        # oneDNN's CPU convolutions run ~1.5x faster on channels-last tensors (values are unchanged); done
-        # before DDP wraps the module, whose gradient buckets follow the parameters' layout (see
-        # lightning_modules/siamese.py)
-        if stage == "fit" and self.trainer.strategy.root_device.type == "cpu":
-            self.to(memory_format=torch.channels_last)
+        # perf settings (lightning_modules.perf) before DDP wraps the module: DDP lays its gradient buckets
+        # out like the parameters, and a layout changed later (in on_fit_start) made a resumed 2-process
+        # run's first step reduce the gradients differently from the uninterrupted run's
+        if stage == "fit":
+            self.apply_perf_settings()
 
     def configure_optimizers(self):
         o = self.hparams["optim"]

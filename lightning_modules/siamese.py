@@ -30,6 +30,7 @@ from torch import Tensor
 
 from corrtrack import correspondence as corr
 from corrtrack.nets.correspondence import SiameseNet
+from lightning_modules.perf import PerfSettings
 from lightning_modules.schedule import budgeted_multistep
 
 DEFAULT_OPTIM = {"lr": 1e-4, "weight_decay": 0.0, "milestones": [50], "gamma": 0.1, "time_milestones": []}
@@ -43,7 +44,7 @@ def pck_hits(maps: Tensor, target_xy: Tensor, threshold: float = 1.0) -> Tensor:
     return (xy - target_xy.float()).norm(dim=1) <= threshold
 
 
-class CorrespondenceModule(pl.LightningModule):
+class CorrespondenceModule(PerfSettings, pl.LightningModule):
     """Shared training/validation logic of the two correspondence stages.
 
     Subclasses implement ``maps(batch) -> dict`` with ``loss`` (scalar: eq. 4 / 5 summed over pixels,
@@ -85,10 +86,12 @@ class CorrespondenceModule(pl.LightningModule):
         bs = batch["image1"].shape[0]
         self.log("train/loss", out["loss"], prog_bar=True, batch_size=bs)
         with torch.no_grad():
-            pres = batch["present"]
-            if pres.any():
-                hits = pck_hits(out["probs"][pres], batch["target_xy"][pres])
-                self.log("train/corr_pck", hits.float().mean(), batch_size=bs)
+            # every slot scored, the present ones averaged: no boolean indexing nor `pres.any()`, each of
+            # which would wait for the GPU at every step (a batch with no present keypoint logs NaN)
+            pres = batch["present"].reshape(-1)
+            probs = out["probs"]
+            hits = pck_hits(probs.reshape(-1, *probs.shape[-2:]), batch["target_xy"].reshape(-1, 2)) & pres
+            self.log("train/corr_pck", hits.sum().float() / pres.sum().float(), batch_size=bs)   # 0/0 = NaN
         return out["loss"]
 
     def on_validation_epoch_start(self) -> None:
@@ -133,13 +136,11 @@ class CorrespondenceModule(pl.LightningModule):
 
     # -- optimiser ------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        # oneDNN's CPU convolutions run about 1.8x faster on channels-last tensors (a `siamese cpu` step
-        # measured 0.80 s vs 1.45 s on one thread); the affinity and loss code is layout-agnostic. Done
-        # here, before DDP wraps the module: DDP lays its gradient buckets out like the parameters, and a
-        # layout changed after that (as `on_fit_start` did) made a resumed 2-process run's first step
-        # reduce those gradients differently from the uninterrupted run's (README.md, "Stopping and resuming")
-        if stage == "fit" and self.trainer.strategy.root_device.type == "cpu":
-            self.to(memory_format=torch.channels_last)
+        # perf settings (lightning_modules.perf) before DDP wraps the module: DDP lays its gradient buckets
+        # out like the parameters, and a layout changed later (in on_fit_start) made a resumed 2-process
+        # run's first step reduce the gradients differently from the uninterrupted run's
+        if stage == "fit":
+            self.apply_perf_settings()
 
     def configure_optimizers(self):
         o = self.optim_cfg

@@ -192,7 +192,7 @@ def test_slurm_requeue_continues_in_its_own_folder(tmp_path, monkeypatch):
     assert first.run_dir.name == "slurm-4242" and first.resume_from is None
     (first.run_dir / "checkpoints").mkdir(parents=True)
     (first.run_dir / "summary.json").write_text(json.dumps({"slurm_job_id": "4242", "status": "stopped"}))
-    torch.save({"global_step": 3, "epoch": 1, "state_dict": {}}, first.run_dir / "checkpoints" / "last.ckpt")
+    torch.save({"global_step": 3, "epoch": 0}, first.run_dir / "checkpoints" / "last.ckpt")
     again = plan_run(cfg)
     assert again.run_dir == first.run_dir and again.continuing
     assert again.resume_from == first.run_dir / "checkpoints" / "last.ckpt"

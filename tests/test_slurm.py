@@ -63,7 +63,7 @@ def test_job_files_parse_and_ask_for_signal_requeue_and_an_appended_log_in_a_shi
 
 
 @pytest.mark.parametrize("extra, words", [
-    (["trainer.accelerator=cpu"], "trainer.precision: '16-mixed'"),
+    (["trainer.accelerator=cpu", "trainer.precision=16-mixed"], "trainer.precision: '16-mixed'"),
     (["trainer.accelerator=cpu", "trainer.precision=32-true"], "trainer.sync_batchnorm"),
 ])
 def test_the_gpu_only_cluster_preset_on_cpu_is_one_line_naming_the_key(extra, words, tmp_path):

@@ -84,22 +84,24 @@ class PositionCodeNet(nn.Module):
         return self.code[:, :, :h, :w].expand(x.shape[0], -1, -1, -1).contiguous()
 
 
-def save_tiny_checkpoints(d: Path) -> dict[str, Path]:
-    """Untrained tiny pose and correspondence nets saved in ``d`` in the checkpoint layout the training
-    stages write (hyper_parameters["net"] + prefixed state_dict): {"pose": finetune, "corr": refine}."""
+def save_tiny_checkpoints(folder: Path, seed: int = 0) -> dict[str, Path]:
+    """Untrained tiny pose and correspondence nets saved in the checkpoint layout the training stages write
+    (hyper_parameters["net"] + prefixed state_dict): {"pose": finetune ckpt, "corr": refine ckpt}. Another
+    ``seed`` gives other weights (other file contents)."""
     from corrtrack.nets.correspondence import RefinementNet, SiameseNet
     from corrtrack.nets.pose import PoseNet
 
-    d = Path(d)
-    torch.manual_seed(0)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(seed)
     pose = PoseNet(width=0.125)
     torch.save({"state_dict": {"net." + k: v for k, v in pose.state_dict().items()},
                 "hyper_parameters": {"net": pose.kwargs, "input_size": [64, 48], "layout": "posetrack",
-                                     "padding": 1.25, "flip_test": False, "stage": "finetune"}}, d / "pose.ckpt")
+                                     "padding": 1.25, "flip_test": False, "stage": "finetune"}}, folder / "pose.ckpt")
     sia, ref = SiameseNet("release", width=0.125, feat_channels=8), RefinementNet(width=0.125, in_channels=33)
     sd = {"siamese." + k: v for k, v in sia.state_dict().items()}
     sd.update({"refinement." + k: v for k, v in ref.state_dict().items()})
     torch.save({"state_dict": sd, "hyper_parameters": {"net": {"siamese": sia.config(), "refinement": ref.config()},
                                                        "stage": "refine", "input_size": 128, "stride": 4}},
-               d / "refine.ckpt")
-    return {"pose": d / "pose.ckpt", "corr": d / "refine.ckpt"}
+               folder / "refine.ckpt")
+    return {"pose": folder / "pose.ckpt", "corr": folder / "refine.ckpt"}

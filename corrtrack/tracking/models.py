@@ -124,12 +124,23 @@ def load_reid(path: Path, device: str | torch.device = "cpu") -> Any:
         raise TrackingInputError(f"--reid-ckpt: {e}") from None
 
 
+def _checkpoint_file(kind: str, path: Path) -> Path:
+    """The checkpoint file a path names (a run folder's best or last checkpoint)."""
+    from corrtrack.checkpoints import CheckpointError, resolve
+
+    try:
+        return resolve(path, what=FLAGS[kind])
+    except CheckpointError as e:
+        raise TrackingInputError(str(e)) from None
+
+
 def load_models(config: TrackingConfig, cues: list[str], pose_ckpt: str | Path | None = None,
                 corr_ckpt: str | Path | None = None, reid_ckpt: str | Path | None = None,
                 device: str | torch.device = "cpu", optional: tuple[str, ...] = ()) -> tuple[Models, dict]:
     """The networks a run needs (:func:`needed_models`), from the given checkpoints or the shipped
     defaults. Networks in ``optional`` that cannot be found are left out instead of failing (their
-    messages are returned). Returns (Models, {kind: message of a skipped network})."""
+    messages are returned). Returns (Models, {kind: message of a skipped network}); ``Models.files`` holds
+    the checkpoint file of each network loaded."""
     need = needed_models(config, cues)
     given = {"pose": pose_ckpt, "corr": corr_ckpt, "reid": reid_ckpt}
     models, skipped = Models(), {}
@@ -138,6 +149,7 @@ def load_models(config: TrackingConfig, cues: list[str], pose_ckpt: str | Path |
             continue
         try:
             path = resolve_weights(kind, given[kind])
+            models.files[kind] = _checkpoint_file(kind, path)
             if kind == "pose":
                 models.pose = load_pose(path, device)
             elif kind == "corr":

@@ -13,13 +13,16 @@ per cue with the same candidates.
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Mapping
 
 from corrtrack.posetrack.types import Sequence
 from corrtrack.tracking.config import TrackingConfig
-from corrtrack.tracking.precompute import Models, VideoCache, precompute_video
+from corrtrack.tracking.precompute import Models, VideoCache, parts_for, precompute_video
 from corrtrack.tracking.tracker import TrackResult, track
 from corrtrack.tracking.video import Video
+
+if TYPE_CHECKING:
+    from corrtrack.tracking.store import CacheStore
 
 CUE_TITLES = {"oks": "OKS", "flow": "Optical flow (DIS)", "reid": "Re-ID", "corr": "Correspondences"}
 
@@ -34,14 +37,16 @@ def track_video(video: Video, config: TrackingConfig, models: Models, cue: str |
 
 def track_videos(videos: Iterable[Video], config: TrackingConfig, models: Models, cues: Iterable[str],
                  detections: Callable[[Video], dict] | Mapping[str, dict] | None = None,
-                 progress: bool = True, caches: Mapping[str, VideoCache] | None = None
-                 ) -> Iterator[tuple[Video, VideoCache, dict[str, TrackResult]]]:
+                 progress: bool = True, caches: Mapping[str, VideoCache] | None = None,
+                 store: "CacheStore | None" = None) -> Iterator[tuple[Video, VideoCache, dict[str, TrackResult]]]:
     """For each video: precompute once for all ``cues``, then track once per cue. Yields
     (video, cache, {cue: TrackResult}) as each video finishes, so a caller can write results as they come.
 
     detections: per video {image_id: (N, 5)}, as a function of the video or a mapping by video name
     (needed with ``config.boxes == "detections"``). caches: earlier precomputations by video name to reuse
-    (only their missing parts are computed; see ``precompute_video``'s ``base``)."""
+    (only their missing parts are computed; see ``precompute_video``'s ``base``). store: a disk cache
+    (``corrtrack.tracking.store.CacheStore``): a video whose candidates and cue parts are stored for these
+    networks and settings runs no network; whatever is missing is computed and stored."""
     from tqdm import tqdm
 
     cues = list(cues)
@@ -51,7 +56,15 @@ def track_videos(videos: Iterable[Video], config: TrackingConfig, models: Models
         if config.boxes == "detections" and detections is not None:
             det = detections(video) if callable(detections) else detections[video.name]
         base = caches.get(video.name) if caches else None
-        cache = precompute_video(video, config, models, cues=cues, detections=det, base=base, progress=progress)
+        if store is not None and base is None:
+            base = store.load(video, config, cues, det)
+        if store is not None and base is not None and parts_for(cues, config) <= base.parts:
+            cache = base                                       # everything stored: no network
+        else:
+            cache = precompute_video(video, config, models, cues=cues, detections=det, base=base,
+                                     progress=progress)
+            if store is not None:
+                store.save(cache, config, det)
         yield video, cache, {c: track(cache, config, c, models) for c in cues}
 
 

@@ -50,11 +50,14 @@ class Models:
     """The networks tracking uses; any may be None when the run does not need it. ``pose``: a
     ``corrtrack.pose.PoseEstimator`` (boxes -> poses, recovery); ``corr``: a
     ``corrtrack.correspondence.CorrespondenceModel`` (recovery, the corr cue, merge); ``reid``: an
-    :class:`Embedder` (the reid cue)."""
+    :class:`Embedder` (the reid cue); ``files``: where they were loaded from."""
 
     pose: Any = None
     corr: Any = None
     reid: Any = None
+    # {"pose" | "corr" | "reid": the checkpoint file each was loaded from} (keys of the disk cache,
+    # corrtrack.tracking.store); empty for nets built in memory
+    files: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -159,6 +162,25 @@ class _Timer:
         self.seconds[self.key] += time.perf_counter() - self.t0
 
 
+@dataclass
+class _Pass:
+    """The state of one pass over a video's frames: what is computed, and the trunk features and images
+    kept while later frames still pair with them."""
+
+    video: Video
+    config: TrackingConfig
+    models: Models
+    cache: VideoCache
+    parts: set[str]
+    reuse: bool
+    recover: bool
+    use_corr: bool
+    need_images: bool
+    detections: dict | None
+    feats: dict[int, Any] = field(default_factory=dict)
+    images: dict[int, np.ndarray] = field(default_factory=dict)
+
+
 def precompute_video(video: Video, config: TrackingConfig, models: Models, cues: Iterable[str] = ("corr",),
                      detections: dict | None = None, base: VideoCache | None = None,
                      progress: bool = False) -> VideoCache:
@@ -170,6 +192,42 @@ def precompute_video(video: Video, config: TrackingConfig, models: Models, cues:
     computed and nothing is recovered again (e.g. a training callback that caches the candidates, flow
     and re-ID once and recomputes only the corr part with each new correspondence net).
     Raises TrackingInputError for missing networks or unreadable images."""
+    from tqdm import tqdm
+
+    run = _start(video, config, models, cues, detections, base)
+    frames, window = run.cache.frames, run.cache.window
+    for k, f in enumerate(tqdm(frames, desc=video.name, unit="frame", leave=False, disable=not progress)):
+        earlier = frames[max(0, k - window):k][::-1]                 # most recent first
+        img = None
+        if run.need_images:
+            with _Timer(run.cache.seconds, "io"):
+                img = video.image(f)
+            run.cache.image_hw[f] = img.shape[:2]
+        det = run.cache.candidates[f] if run.reuse else _detect(run, f, img)
+        props = _correspond(run, f, img, earlier)
+        cands = det
+        if run.recover and earlier and earlier[0] in props:             # paper §5.1
+            sec, a = run.cache.seconds, earlier[0]
+            t0, pose0 = time.perf_counter(), sec["pose"]
+            cands = recover_poses(det, run.cache.candidates[a], props[a][0], img, models.pose, config, sec)
+            sec["recovery"] += time.perf_counter() - t0 - (sec["pose"] - pose0)   # the pose net is "pose"
+        run.cache.candidates[f] = cands
+        _pair_data(run, f, img, earlier, props)
+        if "reid" in run.parts:
+            _embed(run, f, img)
+        # keep only what later frames need
+        if "flow" in run.parts:
+            run.images[f] = img
+        keep = set(frames[max(0, k + 1 - window):k + 1])
+        for d in (run.feats, run.images):
+            for old in [x for x in d if x not in keep]:
+                del d[old]
+    return run.cache
+
+
+def _start(video: Video, config: TrackingConfig, models: Models, cues: Iterable[str], detections: dict | None,
+           base: VideoCache | None) -> _Pass:
+    """Check the inputs and set up the cache (a copy of ``base``'s content when given) and the pass."""
     parts = parts_for(cues, config)
     reuse = base is not None
     if reuse:
@@ -192,95 +250,80 @@ def precompute_video(video: Video, config: TrackingConfig, models: Models, cues:
     need_images = use_corr or bool(parts & {"flow", "reid"}) or (not reuse and config.boxes != "gt-poses")
     if not reuse and config.boxes == "detections" and detections is None:
         raise TrackingInputError(f"video {video.name}: boxes=detections but no detections were given")
+    return _Pass(video, config, models, cache, parts, reuse, recover, use_corr, need_images, detections)
 
-    from tqdm import tqdm
 
-    feats: dict[int, Any] = {}
-    images: dict[int, np.ndarray] = {}
-    sec = cache.seconds
-    for k, f in enumerate(tqdm(frames, desc=video.name, unit="frame", leave=False, disable=not progress)):
-        earlier = frames[max(0, k - window):k][::-1]                 # most recent first
-        img = None
-        if need_images:
-            with _Timer(sec, "io"):
-                img = video.image(f)
-            cache.image_hw[f] = img.shape[:2]
-        gt_frame = video.gt.frames[f]
+def _detect(run: _Pass, f: int, img: np.ndarray | None) -> Candidates:
+    """The detected candidates of frame f: GT poses, or boxes (GT or detections) -> pose net -> OKS-NMS."""
+    config, gt_frame = run.config, run.video.gt.frames[f]
+    if config.boxes == "gt-poses":
+        return gt_pose_candidates(gt_frame)
+    if config.boxes == "gt":
+        boxes, box_scores = gt_boxes(gt_frame)
+    else:
+        d = run.detections.get(gt_frame.image_id, np.zeros((0, 5)))
+        d = d[d[:, 4] >= config.detection_min_score]
+        boxes, box_scores = d[:, :4], d[:, 4]
+    with _Timer(run.cache.seconds, "pose"):
+        poses = estimate_poses(run.models.pose, img, boxes)
+    det = Candidates(poses, boxes, pose_score(poses, box_scores) if len(poses) else np.zeros(0),
+                     np.zeros(len(poses), dtype=bool))
+    return nms(det, config.nms_oks, config.nms_joint_threshold)
 
-        # --- detected candidates
-        if not reuse:
-            if config.boxes == "gt-poses":
-                det = gt_pose_candidates(gt_frame)
+
+def _correspond(run: _Pass, f: int, img: np.ndarray | None, earlier: list[int]) -> dict[int, tuple]:
+    """One trunk pass for frame f, then one batched forward per pair (a, f) for the earlier frames a
+    (only the previous one when just recovery needs it). Returns {a: (propagated (Q, 17, 3), maps)}."""
+    if not run.use_corr:
+        return {}
+    corr, cache, props = run.models.corr, run.cache, {}
+    with _Timer(cache.seconds, "features"):
+        run.feats[f] = corr.frame_features(img)
+    cache.forwards["trunk"] += 1
+    for a in (earlier if "corr" in run.parts else earlier[:1]):
+        qa = cache.candidates[a]
+        if len(qa) == 0:
+            continue
+        with _Timer(cache.seconds, "refinement"), torch.no_grad():
+            res = corr.propagate_both(run.feats[a], run.feats[f], qa.poses)
+        cache.forwards["pair"] += 1
+        maps = res.maps if corr.refinement is not None else _peak_normalise(res.maps)
+        props[a] = (res.points, maps)
+    return props
+
+
+def _pair_data(run: _Pass, f: int, img: np.ndarray | None, earlier: list[int], props: dict[int, tuple]) -> None:
+    """The association data of every pair (a, f): correspondence look-ups and propagated poses (corr),
+    a's poses moved by DIS flow (flow)."""
+    parts, cache, sec = run.parts, run.cache, run.cache.seconds
+    if not parts & {"corr", "flow"}:
+        return
+    cands = cache.candidates[f]
+    for a in earlier:
+        pd = cache.pairs.setdefault((a, f), PairData(a, f))
+        qa = cache.candidates[a]
+        if "corr" in parts:
+            if a in props:
+                pts, maps = props[a]
+                with _Timer(sec, "refinement"):
+                    pd.corr = run.models.corr.lookup(maps, cands.poses, run.feats[f]).astype(np.float32)
+                pd.propagated = pts
             else:
-                if config.boxes == "gt":
-                    boxes, box_scores = gt_boxes(gt_frame)
-                else:
-                    d = detections.get(gt_frame.image_id, np.zeros((0, 5)))
-                    d = d[d[:, 4] >= config.detection_min_score]
-                    boxes, box_scores = d[:, :4], d[:, 4]
-                with _Timer(sec, "pose"):
-                    poses = estimate_poses(models.pose, img, boxes)
-                det = Candidates(poses, boxes, pose_score(poses, box_scores) if len(poses) else np.zeros(0),
-                                 np.zeros(len(poses), dtype=bool))
-                det = nms(det, config.nms_oks, config.nms_joint_threshold)
-        else:
-            det = cache.candidates[f]
-
-        # --- correspondences to the earlier frames (one trunk pass for f, one forward per pair)
-        props = {}
-        if use_corr:
-            with _Timer(sec, "features"):
-                feats[f] = models.corr.frame_features(img)
-            cache.forwards["trunk"] += 1
-            for a in (earlier if "corr" in parts else earlier[:1]):
-                qa = cache.candidates[a]
-                if len(qa) == 0:
-                    continue
-                with _Timer(sec, "refinement"), torch.no_grad():
-                    res = models.corr.propagate_both(feats[a], feats[f], qa.poses)
-                cache.forwards["pair"] += 1
-                maps = res.maps if models.corr.refinement is not None else _peak_normalise(res.maps)
-                props[a] = (res.points, maps)
-
-        # --- recovery from the previous processed frame (paper §5.1)
-        cands = det
-        if recover and earlier and earlier[0] in props:
-            a, t0, pose0 = earlier[0], time.perf_counter(), sec["pose"]
-            cands = recover_poses(det, cache.candidates[a], props[a][0], img, models.pose, config, sec)
-            sec["recovery"] += time.perf_counter() - t0 - (sec["pose"] - pose0)   # the pose net is "pose"
-        cache.candidates[f] = cands
-
-        # --- association data of every pair (a, f)
-        for a in (earlier if parts & {"corr", "flow"} else []):
-            pd = cache.pairs.setdefault((a, f), PairData(a, f))
-            qa = cache.candidates[a]
-            if "corr" in parts:
-                if a in props:
-                    pts, maps = props[a]
-                    with _Timer(sec, "refinement"):
-                        pd.corr = models.corr.lookup(maps, cands.poses, feats[f]).astype(np.float32)
-                    pd.propagated = pts
-                else:
-                    pd.corr = np.zeros((len(qa), len(cands), 17), np.float32)
-                    pd.propagated = np.zeros((len(qa), 17, 3))
-            if "flow" in parts:
-                with _Timer(sec, "flow"):
-                    flow = dis_flow(images[a], img, config.flow_preset, config.flow_max_side)
-                    pd.flow = warp_poses_by_flow(qa.poses, flow)
-        if "reid" in parts:
-            with _Timer(sec, "reid"):
-                e = models.reid.embed(img, cands.boxes) if len(cands) else np.zeros((0, 1))
-            e = np.asarray(e, dtype=np.float32).reshape(len(cands), -1) if len(cands) else np.zeros((0, 1), np.float32)
-            cache.embeddings[f] = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-
-        # keep only what later frames need
+                pd.corr = np.zeros((len(qa), len(cands), 17), np.float32)
+                pd.propagated = np.zeros((len(qa), 17, 3))
         if "flow" in parts:
-            images[f] = img
-        keep = set(frames[max(0, k + 1 - window):k + 1])
-        for d in (feats, images):
-            for old in [x for x in d if x not in keep]:
-                del d[old]
-    return cache
+            with _Timer(sec, "flow"):
+                flow = dis_flow(run.images[a], img, run.config.flow_preset, run.config.flow_max_side)
+                pd.flow = warp_poses_by_flow(qa.poses, flow)
+
+
+def _embed(run: _Pass, f: int, img: np.ndarray) -> None:
+    """L2-normalised re-ID embeddings (P, D) of frame f's candidate boxes."""
+    cands = run.cache.candidates[f]
+    with _Timer(run.cache.seconds, "reid"):
+        e = run.models.reid.embed(img, cands.boxes) if len(cands) else np.zeros((0, 1))
+    e = np.asarray(e, dtype=np.float32).reshape(len(cands), -1) if len(cands) else np.zeros((0, 1), np.float32)
+    run.cache.embeddings[f] = e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
 
 
 def estimate_poses(pose_estimator: Any, image: np.ndarray, boxes: np.ndarray) -> np.ndarray:
