@@ -70,6 +70,14 @@ def _check_device(device: str) -> None:
         raise InputError(f"--device {device}: no CUDA device on this machine (use --device cpu)")
 
 
+def _add_tracker_benches(sub) -> None:
+    """The subcommands that live with the tracker (their own argument parsers; listed here for --help)."""
+    sub.add_parser("sweep-cache", help="a 25-point tau_corr x joint_threshold sweep with the disk cache vs one "
+                                       "tracking run (python -m corrtrack.bench sweep-cache --help)")
+    sub.add_parser("tracking", help="tracking frames/s per cue with a breakdown (corrtrack.tracking.bench; "
+                                    "python -m corrtrack.bench tracking --help)")
+
+
 def _add_train_throughput(sub) -> None:
     """The ``train-throughput`` subcommand's arguments."""
     t = sub.add_parser("train-throughput", help="training samples/s of a stage on synthetic in-memory "
@@ -151,10 +159,7 @@ def main(argv: list[str] | None = None) -> int:
         return _TRACKER_BENCHES[argv[0]]()(argv[1:])
     ap = argparse.ArgumentParser(prog="python -m corrtrack.bench", description=DESCRIPTION)
     sub = ap.add_subparsers(dest="command", required=True)
-    sub.add_parser("sweep-cache", help="a 25-point tau_corr x joint_threshold sweep with the disk cache vs one "
-                                       "tracking run (python -m corrtrack.bench sweep-cache --help)")
-    sub.add_parser("tracking", help="tracking frames/s per cue with a breakdown (corrtrack.tracking.bench; "
-                                    "python -m corrtrack.bench tracking --help)")
+    _add_tracker_benches(sub)
     p = sub.add_parser("propagation", help="PCKh of propagated poses: zero motion, DIS flow, Siamese, refined")
     p.add_argument("--data", required=True, help="a world/dataset folder holding posetrack/ (or a PoseTrack root)")
     p.add_argument("--ckpt", default=None, help="refine (or siamese) stage checkpoint or run directory; "
