@@ -276,3 +276,14 @@ def test_frames_without_candidates_with_every_cue(tiny_world, models):
     for cue in ("oks", "flow", "reid", "corr"):
         seq = track(cache, cfg, cue, m).to_sequence()
         assert all(not fr.persons for fr in seq.frames)
+
+
+def test_benchmark_out_file(tmp_path, capsys):
+    """The tracking benchmarks' --out: the result as JSON in a folder made for it; nothing without it."""
+    from corrtrack.tracking.bench import write_result
+
+    out = tmp_path / "a" / "b.json"
+    write_result(str(out), {"fps": 1.5})
+    assert json.loads(out.read_text()) == {"fps": 1.5} and f"wrote {out}" in capsys.readouterr().out
+    write_result(None, {"fps": 2.0})
+    assert capsys.readouterr().out == ""

@@ -159,11 +159,16 @@ def main(argv: list[str] | None = None) -> int:
           f"{result['torch_threads']} torch thread(s)"
           + (", untrained nets of the cpu presets' architectures" if result["untrained_cpu_preset_nets"] else ""))
     print(format_bench(result))
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2))
-        print(f"wrote {args.out}")
+    write_result(args.out, result)
     return 0
+
+
+def write_result(out: str | None, result: dict) -> None:
+    """A benchmark's ``--out``: the result as JSON (folders made), one line saying so; nothing without it."""
+    if out:
+        Path(out).parent.mkdir(parents=True, exist_ok=True)
+        Path(out).write_text(json.dumps(result, indent=2))
+        print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -14,13 +14,13 @@ seconds, and whether the sweep's point at the run's own settings gave the run's 
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 from corrtrack.cli import InputError, entry_point
+from corrtrack.tracking.bench import write_result
 from corrtrack.tracking.config import CUES, TrackingConfig
 from corrtrack.tracking.models import load_models
 from corrtrack.tracking.output import write_prediction
@@ -131,10 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{r['points']}-point sweep (cache): {r['sweep_s']:8.1f} s wall, {r['sweep_cpu_s']:8.1f} s CPU")
     print(f"ratio sweep / one run:   {r['ratio']:8.2f} (CPU {r['cpu_ratio']:.2f}); the sweep's point at the "
           f"run's settings gives the run's MOTA and mAP: {'yes' if r['same_point_matches'] else 'NO'}")
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(r, indent=2))
-        print(f"wrote {args.out}")
+    write_result(args.out, r)
     return 0
 
 
