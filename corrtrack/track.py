@@ -3,7 +3,8 @@ of them (paper §5, Table 2).
 
     python -m corrtrack.track --posetrack-root ROOT [--split val] --out DIR --cue {oks,flow,reid,corr,all}
         [--boxes gt|detections|gt-poses] [--detections PATH] [--pose-ckpt CKPT] [--corr-ckpt CKPT]
-        [--reid-ckpt CKPT] [--render] [--max-videos N] [--preset paper|release] [--cache-dir DIR] [key=value ...]
+        [--reid-ckpt CKPT] [--render] [--max-videos N] [--max-frames N] [--preset paper|release] [--cache-dir DIR]
+        [key=value ...]
     python -m corrtrack.track --video FILE.mp4 --out DIR [--cue oks|flow|reid|corr|all] [--detections PATH]
         [--max-frames N] [--pose-ckpt CKPT] [--corr-ckpt CKPT] [--reid-ckpt CKPT] [--render] [key=value ...]
 
@@ -64,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--render", action="store_true", help="write one MP4 per video (and cue) to DIR/render/")
     p.add_argument("--max-videos", type=int, default=None, metavar="N", help="only the first N videos")
     p.add_argument("--max-frames", type=int, default=None, metavar="N",
-                   help="--video: only the first N frames")
+                   help="only the first N frames of each video (--posetrack-root: evaluated against the "
+                        "same frames of the GT)")
     p.add_argument("--preset", choices=["paper", "release"], default="paper",
                    help="tracker settings: the paper's (default) or the authors' released tracker's")
     p.add_argument("--cache-dir", metavar="DIR", default=None,
@@ -84,8 +86,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.video is None and args.cue is None:
         parser.error("the following arguments are required: --cue")
-    if args.video is None and args.max_frames is not None:
-        parser.error("--max-frames goes with --video")
     if args.video is not None and args.boxes not in (None, "detections"):
         parser.error(f"--boxes {args.boxes} needs labels; a plain video's boxes come from the HOG detector or "
                      "--detections")
@@ -162,6 +162,8 @@ def _run(args: argparse.Namespace) -> int:
     config, cues, device = _setup(args, args.boxes)
     need_images = config.boxes != "gt-poses" or args.render or any(c in ("flow", "reid", "corr") for c in cues)
     videos = load_videos(args.posetrack_root, args.split, args.max_videos, check_images=need_images)
+    if args.max_frames is not None:
+        videos = [v.head(args.max_frames) for v in videos]
     det_files = {}
     if config.boxes == "detections":
         det_files = {v.name: detection_file_for(v.name, args.detections, args.posetrack_root, args.split)

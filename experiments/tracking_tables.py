@@ -9,7 +9,8 @@ Each (candidates, recovery) setting runs the networks once (``corrtrack.tracking
 cues and joint thresholds only re-run the tracker and the evaluation.
 
     python -m experiments.tracking_tables --posetrack-root data/synth/hard-seed0/posetrack --out DIR
-        [--pose-ckpt CKPT] [--corr-ckpt CKPT] [--reid-ckpt CKPT] [key=value ...]
+        [--pose-ckpt CKPT] [--corr-ckpt CKPT] [--reid-ckpt CKPT] [--max-videos N] [--max-frames N]
+        [key=value ...]
 
 Writes ``DIR/tables.json`` (every number, the settings and checkpoints) and ``DIR/tables.md``.
 """
@@ -51,14 +52,19 @@ def _evaluate(videos, caches, config, cue, models):
 
 
 def tables(root: str, split: str, config: TrackingConfig, pose_ckpt=None, corr_ckpt=None, reid_ckpt=None,
-           boxes=BOXES, thresholds=THRESHOLDS, max_videos: int | None = None, partial: Path | None = None) -> dict:
+           boxes=BOXES, thresholds=THRESHOLDS, max_videos: int | None = None, partial: Path | None = None,
+           max_frames: int | None = None) -> dict:
     """Both tables' numbers; with ``partial``, the numbers so far are written there (JSON) after each
-    setting, so a long run that is stopped keeps what it finished."""
+    setting, so a long run that is stopped keeps what it finished. ``max_frames``: each video cut to its
+    first frames (evaluated against the same frames of the GT)."""
     videos = load_videos(root, split, max_videos)
+    if max_frames is not None:
+        videos = [v.head(max_frames) for v in videos]
     models, skipped = load_models(config.replace(boxes="gt"), list(CUES), pose_ckpt, corr_ckpt, reid_ckpt)
     if skipped:
         raise InputError("; ".join(f"{k}: {m}" for k, m in skipped.items()))
     out: dict = {"posetrack_root": str(root), "split": split, "videos": [v.name for v in videos],
+                 "max_frames": max_frames,
                  "config": config.to_dict(), "table2": {}, "table3": {}, "seconds": {}}
     det_caches = None
     for b in boxes:
@@ -118,13 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--boxes", nargs="+", default=list(BOXES), choices=BOXES)
     p.add_argument("--thresholds", nargs="+", type=float, default=list(THRESHOLDS))
     p.add_argument("--max-videos", type=int)
+    p.add_argument("--max-frames", type=int, help="only the first N frames of each video")
     p.add_argument("--debug", action="store_true")
     p.add_argument("overrides", nargs="*", help="tracking config key=value")
     args = p.parse_args(argv)
     config = TrackingConfig.from_overrides(args.overrides)
     res = tables(args.posetrack_root, args.split, config, args.pose_ckpt, args.corr_ckpt, args.reid_ckpt,
                  boxes=args.boxes, thresholds=args.thresholds, max_videos=args.max_videos,
-                 partial=Path(args.out) / "tables.partial.json")
+                 partial=Path(args.out) / "tables.partial.json", max_frames=args.max_frames)
     res["checkpoints"] = {"pose": args.pose_ckpt, "corr": args.corr_ckpt, "reid": args.reid_ckpt}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
