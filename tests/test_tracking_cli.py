@@ -89,6 +89,18 @@ def test_cli_gt_poses_single_cue(tiny_world, tmp_path, capsys):
     assert row["map"] == pytest.approx(100.0) and row["mota"] > 75.0
 
 
+def test_cli_max_frames_cuts_every_video(tiny_world, tmp_path, capsys):
+    """--max-frames with PoseTrack-format videos: each prediction holds the first N frames, evaluated
+    against the same frames of the GT (the GT poses track themselves: mAP 100)."""
+    out = tmp_path / "out"
+    r = _main(capsys, "--posetrack-root", str(tiny_world / "posetrack"), "--out", str(out), "--cue", "oks", "--boxes",
+              "gt-poses", "--max-frames", "5", "--max-videos", "1", "--quiet")
+    assert r.returncode == 0, r.stderr
+    pred = json.loads(next(out.glob("*.json")).read_text())
+    assert len(pred["images"]) == 5
+    assert json.loads((out / "results" / "table.json").read_text())["table"]["oks"]["map"] == pytest.approx(100.0)
+
+
 def test_correspondence_forwards_once_per_frame_and_per_pair(tiny_world, models):
     """Each processed frame passes the correspondence trunk once; each frame pair costs one refinement
     forward holding all candidates of the earlier frame (recovery and association share it)."""
