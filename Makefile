@@ -33,7 +33,7 @@ RUN := $(PY) -m experiments.run
 
 .DEFAULT_GOAL := help
 .PHONY: help venv demo test test-slow test-slurm world preview train-siamese train-refine train-pose finetune-pose weights \
-        train-reid track sweep bench-eval bench-corr bench-propagation bench-track clean
+        train-reid track sweep reproduce bench-eval bench-corr bench-propagation bench-track clean
 
 help: ## list every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
@@ -113,6 +113,14 @@ SWEEP_ARGS ?=
 sweep: $(STAMP) ## W&B sweep over experiments/sweeps/$(SWEEP).yaml (tracking|siamese|refine): AGENTS=N COUNT=N; offline runner when not logged in
 	$(if $(filter tracking,$(SWEEP)),$(PY) -m corrtrack.synth --out data/synth/small-seed0 --preset small --seed 0 --quiet)
 	$(PY) -m experiments.sweep launch $(SWEEP) --agents $(AGENTS) $(if $(COUNT),--count $(COUNT)) --out-root $(SWEEP_OUT) $(SWEEP_ARGS)
+
+# make reproduce: every step of experiments/reproduce.py into outputs/reproduce/<SCALE>/, then docs/RESULTS.md;
+# a rerun skips the finished steps (REPRO_ARGS="--force STEP" redoes one). SCALE=smoke: the debug presets
+# on the tiny world (minutes), to check the pipeline.
+SCALE ?= full
+REPRO_ARGS ?=
+reproduce: $(STAMP) ## worlds, all stages (cpu presets, fixed seeds), tables, tracking, sweep, propagation -> docs/RESULTS.md (SCALE=full|smoke)
+	$(PY) -m experiments.reproduce --scale $(SCALE) $(REPRO_ARGS)
 
 bench-eval: $(STAMP) ## evaluator speed on a generated 40-sequence set (sequences per second)
 	$(PY) -m corrtrack.evaluation.bench --sequences 40 --frames 60

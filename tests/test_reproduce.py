@@ -1,0 +1,156 @@
+"""`make reproduce` (experiments/reproduce.py, experiments/results_doc.py): the step plan, the guards of a run
+folder, the comparison of two runs, and (slow tier) the smoke scale end to end with its resumption."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from corrtrack.cli import InputError
+from experiments import reproduce
+from experiments.reproduce import SCALES, compare, numbers, plan
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cmd(steps, name):
+    return next(s.command for s in steps if s.name == name)
+
+
+def test_full_plan_trains_every_stage_with_the_cpu_presets_and_fixed_seeds(tmp_path):
+    steps = plan(SCALES["full"], tmp_path / "run", tmp_path / "synth")
+    names = [s.name for s in steps]
+    assert names == ["world-hard-seed0", "world-hard-seed1", "world-hard-seed2", "train-finetune", "train-siamese",
+                     "train-refine", "train-reid", "tables-hard-seed1", "tables-hard-seed2", "track", "sweep",
+                     "propagation"]
+    for stage in reproduce.STAGES:
+        cmd = _cmd(steps, f"train-{stage}")
+        assert cmd[cmd.index("experiments.run") + 1: cmd.index("experiments.run") + 3] == [stage, "cpu"]
+        assert {"seed=0", "data.synth.seed=0", "trainer.max_time=null", "run_id=repro-run"} <= set(cmd)
+    refine = _cmd(steps, "train-refine")
+    assert f"model.siamese_ckpt={tmp_path / 'run' / 'outputs' / 'siamese' / 'repro-run'}" in refine
+    tables = _cmd(steps, "tables-hard-seed2")
+    assert str(tmp_path / "synth" / "hard-seed2" / "posetrack") in tables and "tau_corr=0.005" in tables
+    assert "--render" in _cmd(steps, "track")
+    # every step's outputs are in the run folder (the worlds aside)
+    for s in steps[3:]:
+        assert any(str(tmp_path / "run") in c for c in s.command), s.name
+
+
+def test_sweep_file_is_the_shipped_one_pointed_at_the_run(tmp_path):
+    steps = plan(SCALES["smoke"], tmp_path / "run", tmp_path / "synth")
+    next(s for s in steps if s.name == "sweep").prepare()
+    cfg = __import__("yaml").safe_load((tmp_path / "run" / "sweep" / "tracking.yaml").read_text())
+    from experiments.sweep import format_errors, swept_key_errors
+
+    assert format_errors(cfg) == [] and swept_key_errors(cfg) == []
+    cmd = cfg["command"]
+    assert cmd[cmd.index("--posetrack-root") + 1] == str(tmp_path / "synth" / "tiny-seed0" / "posetrack")
+    assert cmd[cmd.index("--corr-ckpt") + 1] == str(tmp_path / "run" / "outputs" / "refine" / "repro-run")
+    assert set(cfg["parameters"]) == {"tau_corr", "joint_threshold", "recovery", "cue"}
+
+
+def test_a_run_folder_of_other_settings_is_refused_and_unknown_steps_too(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "plan.json").write_text(json.dumps({"scale": "full", "steps": {}}))
+    with pytest.raises(InputError, match="other settings"):
+        reproduce.run(SCALES["smoke"], run, tmp_path / "synth", say=lambda _: None)
+    with pytest.raises(InputError, match="no such step"):
+        reproduce.run(SCALES["smoke"], run, tmp_path / "synth", force=["train-nothing"], say=lambda _: None)
+
+
+def _fake_run(root: Path, mota: float) -> Path:
+    t = root / "tables" / "w"
+    t.mkdir(parents=True)
+    (root / "steps.json").write_text("{}")
+    (t / "tables.json").write_text(json.dumps({"table2": {"gt": {"oks": {"mota": mota, "idsw": 3}}},
+                                               "table3": {"on": {"0.3": {"map": 40.0, "mota": mota}}}}))
+    return root
+
+
+def test_compare_names_every_number_that_differs(tmp_path):
+    a, b = _fake_run(tmp_path / "a", 10.0), _fake_run(tmp_path / "b", 10.5)
+    assert compare(a, a) == []
+    assert numbers(a)["tables/w/table2/gt/oks/idsw"] == 3.0
+    diffs = compare(a, b)
+    assert len(diffs) == 2 and all("10.0 vs 10.5" in d for d in diffs)
+    assert reproduce.main(["compare", str(a), str(b)]) == 1 and reproduce.main(["compare", str(a), str(a)]) == 0
+
+
+# ------------------------------------------------------------------------------------------ slow tier
+def _table_lines(text: str) -> set[str]:
+    return {line.strip() for line in text.splitlines() if line.startswith("|")}
+
+
+def _expected_rows(run: Path) -> list[str]:
+    """The table rows the results file must hold, formatted here from the steps' JSON / CSV files."""
+    from corrtrack.bench.propagation import COLUMNS, ROW_TITLES, ROWS
+    from corrtrack.tracking.pipeline import CUE_TITLES
+
+    rows = []
+    for f in run.glob("tables/*/tables.json"):
+        res = json.loads(f.read_text())
+        for b, cues in res["table2"].items():
+            for c, r in cues.items():
+                rows.append(f"| {b} | {CUE_TITLES.get(c, c)} | {r['idsw']} | {r['mota']:.1f} | {r['map']:.1f} | "
+                            f"{r['hota']:.1f} |")
+        for rec, by_t in res["table3"].items():
+            rows.append(f"| {rec} | " + " | ".join(f"{v['map']:.1f} / {v['mota']:.1f}" for v in by_t.values()) + " |")
+    prop = json.loads((run / "propagation" / "propagation.json").read_text())["table"]
+    for r in ROWS:
+        cells = ["n/a" if prop[r][c]["pckh"] is None else f"{prop[r][c]['pckh']:.1f}" for c in COLUMNS]
+        n = prop[r][COLUMNS[0]]["joints"]
+        rows.append(f"| {ROW_TITLES[r]} | {'n/a' if n is None else n} | " + " | ".join(cells) + " |")
+    summary = next(run.glob("sweep/tracking/*/summary.csv"))
+    for row in csv.DictReader(open(summary)):
+        rows.append(f"{float(row['track/mota']):.1f}")
+    return rows
+
+
+@pytest.mark.slow
+def test_smoke_reproduce_end_to_end_then_a_rerun_skips_every_step(tmp_path, tiny_world):
+    out, doc, assets = tmp_path / "runs", tmp_path / "RESULTS.md", tmp_path / "assets"
+    argv = [sys.executable, "-m", "experiments.reproduce", "--scale", "smoke", "--out-root", str(out), "--synth-root",
+            str(tiny_world.parent), "--results", str(doc), "--assets", str(assets)]
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    r = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=3600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    run = out / "smoke"
+    text = doc.read_text()
+    assert text.startswith("# Results of `make reproduce` (smoke scale)") and "Wall time: " in text
+    steps = json.loads((run / "steps.json").read_text())
+    assert [n for n, s in steps.items() if s["status"] == "ran"] == [n for n in steps if n != "world-tiny-seed0"]
+    lines = _table_lines(text)
+    for row in _expected_rows(run):
+        if row.startswith("|"):
+            assert row in lines, row
+        else:                                              # a cell of the sweep's MOTA grid
+            assert any(f" {row} |" in line for line in lines), row
+    pictures = sorted(p.name for p in assets.glob("*.png"))
+    assert "sweep-heatmap.png" in pictures and "propagation.png" in pictures
+    assert sum(p.startswith("frame-") for p in pictures) == 3
+    for p in pictures:
+        assert f"({os.path.relpath(assets / p, doc.parent)})" in text
+
+    first = numbers(run)
+    r = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.count("done earlier, skipped") == len(steps), r.stdout
+    assert numbers(run) == first and _table_lines(doc.read_text()) == lines
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run, copy)
+    f = next(copy.glob("tables/*/tables.json"))
+    res = json.loads(f.read_text())
+    res["table2"]["gt"]["corr"]["mota"] += 1.0
+    f.write_text(json.dumps(res))
+    assert compare(run, copy) == [f"tables/{f.parent.name}/table2/gt/corr/mota: "
+                                  f"{first[f'tables/{f.parent.name}/table2/gt/corr/mota']} vs "
+                                  f"{res['table2']['gt']['corr']['mota']}"]
