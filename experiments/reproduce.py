@@ -123,6 +123,12 @@ def _world_done(root: Path, preset: str) -> bool:
     return m is not None and not stale_reasons(m, get_preset(preset))
 
 
+def _trained(run: Path) -> bool:
+    """A training run that ended by its schedule (epochs, steps or time), not by a signal or an error."""
+    s = _summary(run)
+    return s.get("status") == "finished" or s.get("ending") in ("max_steps", "max_time")
+
+
 def _summary(run: Path) -> dict:
     try:
         return json.loads((run / "summary.json").read_text())
@@ -147,13 +153,13 @@ def _train_steps(scale: Scale, run_dir: Path, synth_root: Path, py: str, run_id:
         rd = run_dir / "outputs" / stage / run_id
 
         def resume(rd=rd, stage=stage):
-            if (rd / "config.yaml").is_file() and _summary(rd).get("status") != "finished":
+            if (rd / "config.yaml").is_file() and not _trained(rd):
                 return [py, "-m", "experiments.run", stage, _s(rd / "config.yaml"), f"resume={_s(rd)}"]
             return None
 
         steps.append(Step(f"train-{stage}",
                           [py, "-m", "experiments.run", stage, scale.preset, *common, *extra[stage], f"run_id={run_id}"],
-                          done=lambda rd=rd: _summary(rd).get("status") == "finished", clear=_rmtree(rd),
+                          done=lambda rd=rd: _trained(rd), clear=_rmtree(rd),
                           after=(f"world-{scale.world}-seed{scale.train_seed}",) + (("train-siamese",)
                                                                                    if stage == "refine" else ()),
                           resume=resume))
@@ -298,7 +304,8 @@ def run(scale: Scale, run_dir: Path, synth_root: Path, force: list[str] | None =
         record[step.name] = entry
         record_file.write_text(json.dumps(record, indent=1))
         if entry["returncode"] != 0 or not step.done():
-            raise StepFailed(f"step {step.name} failed (exit status {entry['returncode']}); its log: "
+            what = "failed" if entry["returncode"] else "ended without its outputs"
+            raise StepFailed(f"step {step.name} {what} (exit status {entry['returncode']}); its log: "
                              f"{run_dir / 'logs' / (step.name + '.log')}; rerun the same command to resume")
         ran.add(step.name)
         say(f"[{k}/{len(steps)}] {step.name}: finished in {_duration(entry['seconds'])}")
@@ -312,14 +319,14 @@ class StepFailed(RuntimeError):
 
 def _run_step(name: str, cmd: list[str], run_dir: Path) -> dict[str, Any]:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    started, code = time.strftime("%Y-%m-%d %H:%M:%S"), commit()
     t0 = time.perf_counter()
     with open(run_dir / "logs" / f"{name}.log", "a") as log:
         log.write(f"\n=== {started}: {shlex.join(cmd)}\n")
         log.flush()
         rc = subprocess.run(cmd, cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT).returncode
     return {"status": "ran", "seconds": round(time.perf_counter() - t0, 1), "returncode": rc, "command": cmd,
-            "commit": commit(), "started": started, "load_avg_1min": load}
+            "commit": code, "started": started, "load_avg_1min": load}
 
 
 def _duration(s: float | None) -> str:

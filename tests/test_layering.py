@@ -149,6 +149,9 @@ OTHER_JSON = {
     "experiments/run.py": "a run's summary.json",
     "experiments/gpu_summary.py": "the GPU check's benchmark results and a run's summary.json",
     "experiments/sweep.py": "corrtrack.track's results/table.json, a run's summary.json",
+    "experiments/reproduce.py": "its own plan.json / steps.json, the steps' tables.json, propagation.json, summary.json",
+    "experiments/results_doc.py": "the reproduce steps' steps.json, tables.json, best.json, propagation.json, "
+                                  "corrtrack.track's results/table.json, runs' summary.json",
 }
 
 
