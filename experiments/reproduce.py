@@ -364,6 +364,8 @@ def numbers(run_dir: Path) -> dict[str, float]:
     if prop.is_file():
         walk("propagation", json.loads(prop.read_text())["table"])
     for s in sorted(run_dir.glob("outputs/*/*/summary.json")):
+        if s.parent.is_symlink():                                    # <stage>/latest
+            continue
         fm = json.loads(s.read_text()).get("final_metrics") or {}
         walk(f"train/{s.parent.parent.name}", {k: v for k, v in fm.items() if k.startswith(("val/", "train/"))})
     return out

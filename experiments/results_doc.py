@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from experiments.reproduce import STAGES, Scale, _duration, commit, sweep_dir
+from experiments.reproduce import STAGES, Scale, _duration, _s, commit, sweep_dir
 from experiments.tracking_tables import markdown as tables_markdown
 
 #: frames of the rendered video shown, as fractions of its length
@@ -69,6 +69,8 @@ def _training(run_dir: Path) -> list[str]:
              "|---|---|---|---|---|---|"]
     for stage in STAGES:
         for f in sorted((run_dir / "outputs" / stage).glob("*/summary.json")):
+            if f.parent.is_symlink():                            # <stage>/latest: the same run again
+                continue
             s = json.loads(f.read_text())
             val = ", ".join(f"{k} {v:.4g}" for k, v in sorted((s.get("final_metrics") or {}).items())
                             if k.startswith("val/") and isinstance(v, (int, float)))
@@ -143,7 +145,7 @@ def _propagation(run_dir: Path, assets: Path, doc: Path) -> list[str]:
     lines = ["## Propagation benchmark", "",
              f"`python -m corrtrack.bench propagation` (docs/correspondence_training.md): GT poses of frame f-1 "
              f"moved to frame f, PCKh@0.5 in %, {res.get('pairs', 'n/a')} frame pairs of "
-             f"`{_rel(Path(res.get('data', '')), Path.cwd()) if res.get('data') else 'n/a'}` at input size "
+             f"`{_s(res['data']) if res.get('data') else 'n/a'}` at input size "
              f"{res.get('input_size')}; `{_rel(f, run_dir)}`.", "", markdown_table(res).rstrip()]
     chart = f.with_suffix(".png")
     if chart.is_file():
