@@ -249,11 +249,11 @@ def test_recovery_checks_agreement_and_mean_score():
     assert recovery_checks(weak[None], prop, src, ms.replace(recovery_min_mean_score=0.55)).tolist() == [True]
     # through recover_poses: the template estimator centres its pose in the propagated box, so it agrees;
     # its 0.6 scores fail a 0.65 mean
-    prev = Candidates(make_pose(230, 120)[None], np.zeros((1, 4)), np.ones(1), np.zeros(1, bool))
+    prev = Candidates(make_pose(230, 120)[None], [[190.0, 32.5, 80.0, 170.0]], np.ones(1), np.zeros(1, bool))
     det = Candidates()
     propagated = make_pose(235, 120, 0.8)[None]
     img = np.zeros((240, 320, 3), np.uint8)
-    shipped = TrackingConfig.preset("shipped")
+    shipped = TrackingConfig.preset("shipped")          # shifted boxes: the source's box moved by 5 px
     assert len(recover_poses(det, prev, propagated, img, TemplatePose(0.9), shipped)) == 1
     assert len(recover_poses(det, prev, propagated, img, TemplatePose(0.6), shipped)) == 0
 
