@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from corrtrack.evaluation import evaluate
-from corrtrack.assignment import linear_sum_assignment
+from corrtrack.assignment import linear_sum_assignment, linear_sum_assignment_many
 from corrtrack.evaluation.mot import evaluate_mot
 from corrtrack.evaluation.polygon import points_in_any, points_in_polygon, points_in_regions
 from corrtrack.evaluation.prepare import Report, prepare
@@ -33,6 +33,20 @@ def test_lsap_equals_scipy_including_ties():
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]), (m, maximize)
 
 
+
+def test_lsap_of_a_stack_equals_scipy_on_each_matrix():
+    from scipy.optimize import linear_sum_assignment as scipy_lsa
+
+    rng = np.random.default_rng(1)
+    for shape in ((5, 2, 3), (4, 3, 2), (6, 4, 4), (3, 1, 5), (2, 0, 3), (2, 25, 30)):
+        stack = rng.integers(0, 3, shape).astype(float)             # ties; the last shape goes to SciPy
+        for maximize in (False, True):
+            got = linear_sum_assignment_many(stack, maximize=maximize)
+            assert len(got) == shape[0]
+            for m, (r, c) in zip(stack, got):
+                a, b = scipy_lsa(m, maximize=maximize)
+                assert np.array_equal(a, r) and np.array_equal(b, c), (m, maximize)
+
 def test_points_strictly_inside_polygons():
     square = np.array([[0, 0], [10, 0], [10, 10], [0, 10]], float)
     pts = np.array([[5, 5], [0, 5], [10, 10], [5, 0], [11, 5], [-1, -1], [9.999, 0.001], [np.nan, 5]])
@@ -53,11 +67,12 @@ def test_points_in_regions_tests_each_point_against_its_own_group_only():
     assert points_in_regions(pts, owner, regions).tolist() == [True, False, True, False, False, False, False]
     rng = np.random.default_rng(1)                  # integer points on edges and vertices included
     for _ in range(200):
-        regions = [[rng.integers(0, 12, (rng.integers(2, 7), 2)).astype(float) for _ in range(rng.integers(3))]
-                   for _ in range(4)]
+        regions = [[rng.integers(0, 12, (rng.integers(2, 7), 2)).astype(float)
+                    for _ in range(rng.integers(3))] for _ in range(4)]
         pts = rng.integers(-1, 13, (30, 2)).astype(float)
         owner = rng.integers(0, 4, 30)
-        ref = [any(points_in_polygon(pts[i:i + 1], poly)[0] for poly in regions[owner[i]]) for i in range(30)]
+        ref = [any(points_in_polygon(pts[i:i + 1], poly)[0] for poly in regions[owner[i]])
+               for i in range(30)]
         assert points_in_regions(pts, owner, regions).tolist() == ref
 
 @pytest.mark.parametrize("strict", [False, True])

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from corrtrack.assignment import linear_sum_assignment
+from corrtrack.assignment import linear_sum_assignment_many
 from corrtrack.evaluation.hota import ALPHAS
 from corrtrack.evaluation.polygon import points_in_regions
 from corrtrack.evaluation.prepare import J, Report, _assign_ids, _Ids, pair_frames
@@ -166,30 +166,24 @@ def _matched_pairs(sim: np.ndarray, gi: np.ndarray, pi: np.ndarray, fi: np.ndarr
     at once: (pair, joint) of the chosen pairs with s > 0, in the order the frame-by-frame computation
     yields them (frame; then a joint whose positive pairs share no row or column: all its positive pairs,
     joint-major; then the other joints by the Hungarian assignment, joint by joint)."""
-    pos = sim > 0
     F = len(gcnt)
+    pos_pair, pos_j = np.nonzero(sim > 0)
     # a (frame, joint) is hard when a GT or predicted person has more than one positive pair there
-    hard = np.zeros((F, J), dtype=np.int64)
-    if len(gi):
-        starts = np.flatnonzero(np.r_[True, gi[1:] != gi[:-1]])          # pairs are grouped by GT row
-        np.add.at(hard, fi[starts], np.add.reduceat(pos.astype(np.int64), starts) > 1)
-        per_p = np.zeros((int(pi.max()) + 1, J), dtype=np.int64)
-        np.add.at(per_p, pi, pos)
-        rows = np.unique(pi)
-        frame_of_p = np.zeros(len(per_p), dtype=np.int64)
-        frame_of_p[pi] = fi
-        np.add.at(hard, frame_of_p[rows], per_p[rows] > 1)
-    hard = hard > 0
-    easy_pair, easy_j = np.nonzero(pos & ~hard[fi])
-    parts_pair, parts_j, parts_flag = [easy_pair], [easy_j], [np.zeros(len(easy_pair), dtype=np.int64)]
-    for f, j in zip(*np.nonzero(hard)):
-        m = sim[off[f]:off[f + 1], j].reshape(gcnt[f], pcnt[f])
-        r, c = linear_sum_assignment(m, maximize=True)
-        k = m[r, c] > 0
-        parts_pair.append(off[f] + r[k] * pcnt[f] + c[k])
-        parts_j.append(np.full(int(k.sum()), j))
-        parts_flag.append(np.ones(int(k.sum()), dtype=np.int64))
-    pair, j, flag = (np.concatenate(x) for x in (parts_pair, parts_j, parts_flag))
+    hard = np.zeros(F * J, dtype=bool)
+    for rows in (gi, pi):
+        if not len(rows):
+            continue
+        frame_of_row = np.zeros(int(rows.max()) + 1, dtype=np.int64)
+        frame_of_row[rows] = fi
+        over = np.flatnonzero(np.bincount(rows[pos_pair] * J + pos_j, minlength=len(frame_of_row) * J) > 1)
+        hard[frame_of_row[over // J] * J + over % J] = True
+    easy = ~hard[fi[pos_pair] * J + pos_j]
+    easy_pair, easy_j = pos_pair[easy], pos_j[easy]
+    hard = hard.reshape(F, J)
+    hard_pair, hard_j = _hungarian_pairs(sim, hard, off, gcnt, pcnt)
+    pair = np.concatenate((easy_pair, hard_pair))
+    j = np.concatenate((easy_j, hard_j))
+    flag = np.r_[np.zeros(len(easy_pair), dtype=np.int64), np.ones(len(hard_pair), dtype=np.int64)]
     order = np.lexsort((pair, j, flag, fi[pair]))
     return pair[order], j[order]
 
@@ -203,6 +197,35 @@ class KitSequenceResult:
     fp: np.ndarray
     assa: np.ndarray
     loca: np.ndarray
+
+
+def _hungarian_pairs(sim: np.ndarray, hard: np.ndarray, off: np.ndarray, gcnt: np.ndarray, pcnt: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(pair, joint) chosen by the maximum-similarity assignment of each hard (frame, joint) of ``hard``
+    (F, 15), pairs with s > 0 only; frames in order, joints ascending, rows ascending."""
+    fs, js = np.nonzero(hard)
+    rows, cols, cases = [], [], []
+    for start, stop in _runs(fs):
+        f = fs[start]
+        block = sim[off[f]:off[f + 1]].T[js[start:stop]].reshape(stop - start, gcnt[f], pcnt[f])
+        for r, c in linear_sum_assignment_many(block, maximize=True):
+            rows.append(r)
+            cols.append(c)
+            cases.append(len(r))
+    if not cases:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    f, j = np.repeat(fs, cases), np.repeat(js, cases)
+    pair = off[f] + np.concatenate(rows) * pcnt[f] + np.concatenate(cols)
+    keep = sim[pair, j] > 0
+    return pair[keep], j[keep]
+
+
+def _runs(values: np.ndarray) -> list[tuple[int, int]]:
+    """(start, stop) of each run of equal values."""
+    if not len(values):
+        return []
+    starts = np.flatnonzero(np.r_[True, values[1:] != values[:-1]]).tolist()
+    return list(zip(starts, starts[1:] + [len(values)]))
 
 
 def evaluate_kit_sequence(ks: KitSequence) -> KitSequenceResult:
@@ -244,13 +267,17 @@ def evaluate_kit_sequence(ks: KitSequence) -> KitSequenceResult:
         gtr, prr, s = g.id[gi[pair]], p.id[pi[pair]], sim[pair, j]
         uniq, inv = np.unique((j.astype(np.int64) * ng + gtr) * npr + prr, return_inverse=True)
         uj, ug, up = uniq // (ng * npr), (uniq // npr) % ng, uniq % npr
-        for a, alpha in enumerate(ALPHAS):
-            m = s >= alpha - _EPS
-            tp[a] = np.bincount(j[m], minlength=J)
-            loc[a] = np.bincount(j[m], weights=s[m], minlength=J)
-            mc = np.bincount(inv[m], minlength=len(uniq)).astype(np.float64)     # TPA of each track pair
-            score = mc * mc / np.maximum(1.0, gt_count[uj, ug] + pr_count[uj, up] - mc)
-            ass[a] = np.bincount(uj, weights=score, minlength=J)
+        # all alphas at once: row a of each (A, ...) array is alpha a; bincount keys a * J + joint
+        m = s[None] >= (ALPHAS - _EPS)[:, None]                                  # (A, pairs)
+        a_idx, k = np.nonzero(m)
+        jk = a_idx * J + j[k]
+        tp = np.bincount(jk, minlength=A * J).reshape(A, J).astype(np.float64)
+        loc = np.bincount(jk, weights=s[k], minlength=A * J).reshape(A, J)
+        U = len(uniq)
+        mc = np.bincount(a_idx * U + inv[k], minlength=A * U).reshape(A, U).astype(np.float64)   # TPA
+        score = mc * mc / np.maximum(1.0, (gt_count[uj, ug] + pr_count[uj, up])[None] - mc)
+        ass = np.bincount((np.arange(A)[:, None] * J + uj[None]).ravel(), weights=score.ravel(),
+                          minlength=A * J).reshape(A, J)
     fn += gt_in_matched[None] - tp
     fp += pr_in_matched[None] - tp
     return KitSequenceResult(tp, fn, fp, ass / np.maximum(1.0, tp),
