@@ -49,23 +49,24 @@ def points_in_regions(points: np.ndarray, owner: np.ndarray, regions: list[list[
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 2)
     owner = np.asarray(owner, dtype=np.int64)
     out = np.zeros(len(pts), dtype=bool)
-    a_parts, poly_parts = [], []
-    edges = np.zeros(len(regions), dtype=np.int64)           # edges per group
-    n_poly = 0
-    for g, polys in enumerate(regions):
-        for poly in polys or ():
+    polys, owners = [], []
+    for g, group in enumerate(regions):
+        for poly in group or ():
             poly = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
-            if len(poly) < 3:
-                continue
-            a_parts.append(poly)
-            poly_parts.append(np.full(len(poly), n_poly))
-            n_poly += 1
-            edges[g] += len(poly)
-    if not n_poly or not len(pts):
+            if len(poly) >= 3:
+                polys.append(poly)
+                owners.append(g)
+    if not polys or not len(pts):
         return out
-    a = np.concatenate(a_parts)                               # edges a -> b, each polygon closed
-    b = np.concatenate([np.roll(x, -1, axis=0) for x in a_parts])
-    edge_poly = np.concatenate(poly_parts)
+    n_poly = len(polys)
+    sizes = np.array([len(x) for x in polys], dtype=np.int64)
+    first = np.cumsum(sizes) - sizes
+    a = np.concatenate(polys)                                 # edges a -> b, each polygon closed
+    nxt = np.arange(1, len(a) + 1)
+    nxt[first + sizes - 1] = first
+    b = a[nxt]
+    edge_poly = np.repeat(np.arange(n_poly), sizes)
+    edges = np.bincount(np.asarray(owners), weights=sizes, minlength=len(regions)).astype(np.int64)
     # every (point, edge of the point's group) pair, ordered by point, then edge
     k = edges[owner]
     pi = np.repeat(np.arange(len(pts)), k)
