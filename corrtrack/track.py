@@ -3,7 +3,7 @@ of them (paper §5, Table 2).
 
     python -m corrtrack.track --posetrack-root ROOT [--split val] --out DIR --cue {oks,flow,reid,corr,all}
         [--boxes gt|detections|gt-poses] [--detections PATH] [--pose-ckpt CKPT] [--corr-ckpt CKPT]
-        [--reid-ckpt CKPT] [--render] [--max-videos N] [--preset paper|release] [--cache-dir DIR] [key=value ...]
+        [--reid-ckpt CKPT] [--render] [--max-videos N] [--preset paper|release|shipped] [--cache-dir DIR] [key=value ...]
     python -m corrtrack.track --video FILE.mp4 --out DIR [--cue oks|flow|reid|corr|all] [--detections PATH]
         [--max-frames N] [--pose-ckpt CKPT] [--corr-ckpt CKPT] [--reid-ckpt CKPT] [--render] [key=value ...]
 
@@ -65,8 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-videos", type=int, default=None, metavar="N", help="only the first N videos")
     p.add_argument("--max-frames", type=int, default=None, metavar="N",
                    help="--video: only the first N frames")
-    p.add_argument("--preset", choices=["paper", "release"], default="paper",
-                   help="tracker settings: the paper's (default) or the authors' released tracker's")
+    p.add_argument("--preset", choices=["paper", "release", "shipped"], default="paper",
+                   help="tracker settings (corrtrack.tracking.config.PRESETS): the paper's (default), the "
+                        "authors' released tracker's, or the operating point of the shipped CPU-trained weights (docs/tracking.md)")
     p.add_argument("--cache-dir", metavar="DIR", default=None,
                    help="keep the networks' per-video precomputation in DIR and reuse it when the checkpoints "
                         "and the settings it depends on are the same (sweeps; docs/sweeps.md)")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from corrtrack.cli import InputError, entry_point
 from corrtrack.tracking.candidates import video_detections
-from corrtrack.tracking.config import TrackingConfig
+from corrtrack.tracking.config import PRESETS, TrackingConfig
 from corrtrack.tracking.models import load_models
 from corrtrack.tracking.pipeline import CUE_TITLES, evaluate_cues, format_table
 from corrtrack.tracking.precompute import precompute_video
@@ -118,10 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--boxes", nargs="+", default=list(BOXES), choices=BOXES)
     p.add_argument("--thresholds", nargs="+", type=float, default=list(THRESHOLDS))
     p.add_argument("--max-videos", type=int)
+    p.add_argument("--preset", choices=list(PRESETS), default="paper",
+                   help="tracker settings before the overrides (corrtrack.tracking.config.PRESETS)")
     p.add_argument("--debug", action="store_true")
     p.add_argument("overrides", nargs="*", help="tracking config key=value")
     args = p.parse_args(argv)
-    config = TrackingConfig.from_overrides(args.overrides)
+    config = TrackingConfig.from_overrides(args.overrides, TrackingConfig.preset(args.preset))
     res = tables(args.posetrack_root, args.split, config, args.pose_ckpt, args.corr_ckpt, args.reid_ckpt,
                  boxes=args.boxes, thresholds=args.thresholds, max_videos=args.max_videos,
                  partial=Path(args.out) / "tables.partial.json")

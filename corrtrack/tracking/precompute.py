@@ -27,7 +27,8 @@ from corrtrack.flow import dis_flow, warp_poses_by_flow
 from corrtrack.keypoints import POSETRACK_SIGMAS, coco_to_posetrack
 from corrtrack.oks import oks_matrix, pose_area
 from corrtrack.pose import pose_score
-from corrtrack.tracking.candidates import (Candidates, gt_boxes, gt_pose_candidates, nms, propagated_box)
+from corrtrack.tracking.candidates import (Candidates, gt_boxes, gt_pose_candidates, nms, propagated_box,
+                                          shifted_box)
 from corrtrack.tracking.config import CUES, TrackingConfig
 from corrtrack.tracking.video import TrackingInputError, Video
 
@@ -360,8 +361,13 @@ def recover_poses(detected: Candidates, previous: Candidates, propagated: np.nda
     hw = image.shape[:2]
     # only joints the previous pose detected (score >= the recovery joint threshold) count, as in the release
     pts = np.where((previous.poses[:, :, 2:3] >= config.recovery_joint_threshold), propagated, 0.0)
-    boxes = [propagated_box(pts[q], hw, config.recovery_corr_threshold, config.recovery_min_joints,
-                            config.recovery_box_margin) for q in src]
+    if config.recovery_box == "shifted":
+        boxes = [shifted_box(previous.boxes[q], previous.poses[q], pts[q], hw, config.recovery_corr_threshold,
+                             config.recovery_min_joints) for q in src]
+    else:
+        boxes = [propagated_box(pts[q], hw, config.recovery_corr_threshold, config.recovery_min_joints,
+                                config.recovery_box_margin) for q in src]
+    source = np.asarray([q for q, b in zip(src, boxes) if b is not None], dtype=np.int64)
     boxes = np.asarray([b for b in boxes if b is not None]).reshape(-1, 4)
     if len(boxes) == 0:
         return detected
@@ -371,6 +377,7 @@ def recover_poses(detected: Candidates, previous: Candidates, propagated: np.nda
         seconds["pose"] += time.perf_counter() - t0
     jt = config.recovery_joint_threshold
     ok = (poses[:, :, 2] >= jt).sum(1) >= config.recovery_min_pose_joints
+    ok &= recovery_checks(poses, propagated[source], previous.poses[source, :, 2] >= jt, config)
     if len(detected) and ok.any():
         o = oks_matrix(poses, detected.poses, pose_area(poses, jt), POSETRACK_SIGMAS, min_score=jt)
         ok &= o.max(1) <= config.recovery_max_oks
@@ -378,3 +385,25 @@ def recover_poses(detected: Candidates, previous: Candidates, propagated: np.nda
         return detected
     rec = Candidates(poses[ok], boxes[ok], pose_score(poses[ok]), np.ones(int(ok.sum()), dtype=bool))
     return nms(Candidates.concat([detected, rec]), config.nms_oks, config.nms_joint_threshold)
+
+
+def recovery_checks(poses: np.ndarray, propagated: np.ndarray, source_joints: np.ndarray,
+                    config: TrackingConfig) -> np.ndarray:
+    """Our two extra tests of re-estimated poses (N, 17, 3) (both off at 0): the OKS of each with the
+    propagated pose its box came from (N, 17, 3), over the joints its source pose detected ((N, 17) bool;
+    area: the box of those propagated joints), must reach ``recovery_min_agreement``: the pose net found
+    the person the correspondences point at, not another one or background; and the mean score of its
+    joints (the slots in use, score > 0) must reach ``recovery_min_mean_score``. Returns (N,) bool."""
+    ok = np.ones(len(poses), dtype=bool)
+    if len(poses) == 0:
+        return ok
+    if config.recovery_min_mean_score > 0:
+        s = poses[:, :, 2]
+        mean = np.where(s > 0, s, 0.0).sum(1) / np.maximum((s > 0).sum(1), 1)
+        ok &= mean >= config.recovery_min_mean_score
+    if config.recovery_min_agreement > 0:
+        ref = np.concatenate([propagated[:, :, :2], source_joints[:, :, None].astype(np.float64)], axis=2)
+        agree = np.array([oks_matrix(ref[i:i + 1], poses[i:i + 1], pose_area(ref[i:i + 1], 0.5),
+                                     POSETRACK_SIGMAS, min_score=0.5)[0, 0] for i in range(len(poses))])
+        ok &= agree >= config.recovery_min_agreement
+    return ok
