@@ -19,24 +19,43 @@ _SCIPY_ABOVE = 24 * 24       # matrices with more cells than this are handed to 
 def linear_sum_assignment(cost: np.ndarray, maximize: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(rows, cols) of a minimum-cost (maximum with ``maximize``) complete assignment of a finite matrix."""
     cost = np.asarray(cost, dtype=np.float64)
-    nr, nc = cost.shape
+    if cost.ndim != 2:
+        raise ValueError(f"expected a 2-D cost matrix, got shape {cost.shape}")
+    return linear_sum_assignment_many(cost[None], maximize)[0]
+
+
+def linear_sum_assignment_many(costs: np.ndarray, maximize: bool = False
+                               ) -> list[tuple[np.ndarray, np.ndarray]]:
+    """``linear_sum_assignment`` of each matrix of a (K, R, C) stack of finite matrices of one shape: the
+    same (rows, cols) for each, with one conversion of the whole stack to Python lists (many small problems,
+    e.g. the joints of one frame)."""
+    costs = np.asarray(costs, dtype=np.float64)
+    k, nr, nc = costs.shape
     if nr == 0 or nc == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        return [(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)) for _ in range(k)]
     if nr * nc > _SCIPY_ABOVE:
         from scipy.optimize import linear_sum_assignment as scipy_lsa
-        r, c = scipy_lsa(cost, maximize=maximize)
-        return np.asarray(r, dtype=np.int64), np.asarray(c, dtype=np.int64)
+        out = []
+        for cost in costs:
+            r, c = scipy_lsa(cost, maximize=maximize)
+            out.append((np.asarray(r, dtype=np.int64), np.asarray(c, dtype=np.int64)))
+        return out
     transpose = nc < nr
-    c = cost.T if transpose else cost
+    c = costs.transpose(0, 2, 1) if transpose else costs
     if maximize:
         c = -c
     if np.isnan(c).any() or np.isneginf(c).any():
         raise ValueError("matrix contains invalid numeric entries")
-    col4row = _solve(c.tolist())
-    if transpose:
-        order = sorted(range(len(col4row)), key=col4row.__getitem__)
-        return (np.array([col4row[i] for i in order], dtype=np.int64), np.array(order, dtype=np.int64))
-    return np.arange(len(col4row), dtype=np.int64), np.array(col4row, dtype=np.int64)
+    out = []
+    for m in c.tolist():
+        col4row = _solve(m)
+        if transpose:
+            order = sorted(range(len(col4row)), key=col4row.__getitem__)
+            out.append((np.array([col4row[i] for i in order], dtype=np.int64),
+                        np.array(order, dtype=np.int64)))
+        else:
+            out.append((np.arange(len(col4row), dtype=np.int64), np.array(col4row, dtype=np.int64)))
+    return out
 
 
 def _solve(cost: list[list[float]]) -> list[int]:

@@ -2,13 +2,15 @@
 references; the random-set generator covers what it promises."""
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
 from corrtrack.evaluation import evaluate
-from corrtrack.assignment import linear_sum_assignment
+from corrtrack.assignment import linear_sum_assignment, linear_sum_assignment_many
 from corrtrack.evaluation.mot import evaluate_mot
-from corrtrack.evaluation.polygon import points_in_any, points_in_polygon
+from corrtrack.evaluation.polygon import points_in_any, points_in_polygon, points_in_regions
 from corrtrack.evaluation.prepare import Report, prepare
 from corrtrack.evaluation.randomsets import make_random_set
 
@@ -31,6 +33,20 @@ def test_lsap_equals_scipy_including_ties():
         assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1]), (m, maximize)
 
 
+
+def test_lsap_of_a_stack_equals_scipy_on_each_matrix():
+    from scipy.optimize import linear_sum_assignment as scipy_lsa
+
+    rng = np.random.default_rng(1)
+    for shape in ((5, 2, 3), (4, 3, 2), (6, 4, 4), (3, 1, 5), (2, 0, 3), (2, 25, 30)):
+        stack = rng.integers(0, 3, shape).astype(float)             # ties; the last shape goes to SciPy
+        for maximize in (False, True):
+            got = linear_sum_assignment_many(stack, maximize=maximize)
+            assert len(got) == shape[0]
+            for m, (r, c) in zip(stack, got):
+                a, b = scipy_lsa(m, maximize=maximize)
+                assert np.array_equal(a, r) and np.array_equal(b, c), (m, maximize)
+
 def test_points_strictly_inside_polygons():
     square = np.array([[0, 0], [10, 0], [10, 10], [0, 10]], float)
     pts = np.array([[5, 5], [0, 5], [10, 10], [5, 0], [11, 5], [-1, -1], [9.999, 0.001], [np.nan, 5]])
@@ -41,6 +57,23 @@ def test_points_strictly_inside_polygons():
     assert not points_in_polygon(np.array([[1.0, 1.0]]), square[:2]).any()       # degenerate: nothing inside
     assert points_in_any(np.array([[5, 5], [25, 5]]), [square, square + [20, 0]]).tolist() == [True, True]
 
+
+
+def test_points_in_regions_tests_each_point_against_its_own_group_only():
+    square = np.array([[0, 0], [10, 0], [10, 10], [0, 10]], float)
+    regions = [[square], None, [square + [20, 0], square[:2]], []]
+    pts = np.array([[5, 5], [5, 5], [25, 5], [5, 5], [5, 5], [10, 5], [np.nan, 1]])
+    owner = np.array([0, 1, 2, 2, 3, 0, 0])
+    assert points_in_regions(pts, owner, regions).tolist() == [True, False, True, False, False, False, False]
+    rng = np.random.default_rng(1)                  # integer points on edges and vertices included
+    for _ in range(200):
+        regions = [[rng.integers(0, 12, (rng.integers(2, 7), 2)).astype(float)
+                    for _ in range(rng.integers(3))] for _ in range(4)]
+        pts = rng.integers(-1, 13, (30, 2)).astype(float)
+        owner = rng.integers(0, 4, 30)
+        ref = [any(points_in_polygon(pts[i:i + 1], poly)[0] for poly in regions[owner[i]])
+               for i in range(30)]
+        assert points_in_regions(pts, owner, regions).tolist() == ref
 
 @pytest.mark.parametrize("strict", [False, True])
 @pytest.mark.parametrize("seed", [0, 1])
@@ -121,4 +154,6 @@ def test_bench_smoke(tmp_path, capsys):
     assert main(["--sequences", "2", "--frames", "12", "--repeat", "1", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "sequences/s" in out and "CLI (python -m corrtrack.evaluate" in out
+    # the in-memory evaluation as the training callback runs it (with HOTA) is timed, in CPU seconds
+    assert re.search(r"in process, evaluate \(AP, MOT, HOTA: as the training callback\): [0-9.]+ s CPU", out)
     assert (tmp_path / "gt").is_dir() and (tmp_path / "metrics.json").is_file()

@@ -12,7 +12,7 @@ from corrtrack.correspondence import CorrespondenceModel
 from corrtrack.evaluation import evaluate
 from corrtrack.tracking import (Candidates, Models, PairData, TrackingConfig, TrackingConfigError, correspondence_similarity,
                                 evaluate_cues, masked_oks, match, precompute_video, track, write_prediction)
-from corrtrack.tracking.candidates import gt_boxes, person_box, propagated_box
+from corrtrack.tracking.candidates import gt_boxes, person_box, propagated_box, shifted_box
 from corrtrack.tracking.output import thresholded_pose
 from corrtrack.tracking.precompute import recover_poses, recovery_checks
 from tests.tracking_helpers import USED, PositionCodeNet, hand_cache, make_pose, make_video
@@ -181,6 +181,25 @@ def test_propagated_box():
     np.testing.assert_allclose(propagated_box(pts, (240, 320), 0.1, 3, 45.0), [0, 15, 115, 120])   # clipped
 
 
+def test_shifted_box_keeps_the_size_and_follows_the_median_motion():
+    src = make_pose(100, 120)
+    pts = make_pose(100, 120, 0.0)
+    pts[:, :2] += [12.0, -4.0]
+    pts[[0, 5, 11], 2] = 0.5                                  # three confident joints, moved by (12, -4)
+    pts[5, :2] += 200.0                                       # one of them an outlier: the median ignores it
+    box = np.array([60.0, 40.0, 80.0, 160.0])
+    np.testing.assert_allclose(shifted_box(box, src, pts, (240, 320), 0.1, 3), [72, 36, 80, 160])
+    assert shifted_box(box, src, pts, (240, 320), 0.1, 4) is None          # 3 confident joints < 4
+    np.testing.assert_allclose(shifted_box(box, src, pts, (180, 320), 0.1, 3), [72, 36, 80, 143])   # clipped
+    cfg = TrackingConfig(recovery_box="shifted")
+    prev = Candidates(src[None], box[None], np.ones(1), np.zeros(1, bool))
+    est = TemplatePose()
+    out = recover_poses(Candidates(), prev, pts[None], np.zeros((240, 320, 3), np.uint8), est, cfg)
+    np.testing.assert_allclose(out.boxes, [[72, 36, 80, 160]])
+    with pytest.raises(TrackingConfigError, match="recovery_box"):
+        TrackingConfig(recovery_box="box")
+
+
 def test_recovery_on_a_hand_built_frame():
     """Two persons in f-1, only one detected in f: the other is recovered from its propagated joints;
     a propagated pose that lands on the detected person is rejected (OKS with it > recovery_max_oks)."""
@@ -230,11 +249,11 @@ def test_recovery_checks_agreement_and_mean_score():
     assert recovery_checks(weak[None], prop, src, ms.replace(recovery_min_mean_score=0.55)).tolist() == [True]
     # through recover_poses: the template estimator centres its pose in the propagated box, so it agrees;
     # its 0.6 scores fail a 0.65 mean
-    prev = Candidates(make_pose(230, 120)[None], np.zeros((1, 4)), np.ones(1), np.zeros(1, bool))
+    prev = Candidates(make_pose(230, 120)[None], [[190.0, 32.5, 80.0, 170.0]], np.ones(1), np.zeros(1, bool))
     det = Candidates()
     propagated = make_pose(235, 120, 0.8)[None]
     img = np.zeros((240, 320, 3), np.uint8)
-    shipped = TrackingConfig.preset("shipped")
+    shipped = TrackingConfig.preset("shipped")          # shifted boxes: the source's box moved by 5 px
     assert len(recover_poses(det, prev, propagated, img, TemplatePose(0.9), shipped)) == 1
     assert len(recover_poses(det, prev, propagated, img, TemplatePose(0.6), shipped)) == 0
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from corrtrack.evaluation.polygon import points_in_any
+from corrtrack.evaluation.polygon import points_in_regions
 from corrtrack.keypoints import EVAL_TO_POSETRACK, NUM_EVAL_JOINTS, NUM_JOINTS
 from corrtrack.posetrack.io import MISSING_SCORE   # poseval's score for a predicted joint without one
 from corrtrack.posetrack.types import Frame, Sequence, head_size
@@ -301,24 +301,20 @@ def _ranking_scores(P: _Side, pred: Sequence | None, pred_src: str, p_frame: np.
 
 def _remove_ignored(gt: Sequence, kept: list[int], G: _Side, P: _Side) -> tuple[np.ndarray, np.ndarray]:
     """Clear, in place, the masks of GT and predicted joints inside an ignore region of their frame; returns
-    which GT and predicted persons still have a joint."""
-    g_keep = np.ones(len(G.mask), dtype=bool)
-    p_keep = np.ones(len(P.mask), dtype=bool)
-    g_off = np.concatenate(([0], np.cumsum(G.counts)))
-    p_off = np.concatenate(([0], np.cumsum(P.counts)))
-    for f, k in enumerate(kept):
-        regions = gt.frames[k].ignore_regions
-        if not regions:
-            continue
-        ga, gb, pa, pb = g_off[f], g_off[f + 1], p_off[f], p_off[f + 1]
-        if gb > ga or pb > pa:                    # GT and predicted joints of the frame in one test
-            inside = points_in_any(np.concatenate([G.kp[ga:gb], P.kp[pa:pb]]).reshape(-1, 2), regions)
-            inside = inside.reshape(-1, J)
-            G.mask[ga:gb] &= ~inside[:gb - ga]
-            P.mask[pa:pb] &= ~inside[gb - ga:]
-            g_keep[ga:gb] = G.mask[ga:gb].any(1)
-            p_keep[pa:pb] = P.mask[pa:pb].any(1)
-    return g_keep, p_keep
+    which GT and predicted persons still have a joint (persons of frames without regions are all kept)."""
+    regions = [gt.frames[k].ignore_regions for k in kept]
+    has_regions = np.array([bool(r) for r in regions], dtype=bool)
+    keeps = []
+    for side in (G, P):
+        keep = np.ones(len(side.mask), dtype=bool)
+        frame = side.frame_of()
+        rows = np.flatnonzero(has_regions[frame])
+        if len(rows):                            # every joint of every frame with regions in one test
+            inside = points_in_regions(side.kp[rows].reshape(-1, 2), np.repeat(frame[rows], J), regions)
+            side.mask[rows] &= ~inside.reshape(-1, J)
+            keep[rows] = side.mask[rows].any(1)
+        keeps.append(keep)
+    return keeps[0], keeps[1]
 
 
 def _checked_head_sizes(G: _Side, P: _Side, gt_src: str, pred_src: str, g_frame: np.ndarray,

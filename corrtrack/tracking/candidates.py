@@ -152,3 +152,22 @@ def propagated_box(points: np.ndarray, image_hw: tuple[int, int], corr_threshold
     if hi[0] <= lo[0] or hi[1] <= lo[1]:
         return None
     return np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]])
+
+
+def shifted_box(box: np.ndarray, source: np.ndarray, points: np.ndarray, image_hw: tuple[int, int],
+                corr_threshold: float, min_joints: int) -> np.ndarray | None:
+    """The recovery box ``recovery_box: shifted`` (ours): the source pose's own box [x, y, w, h] moved by the
+    median displacement from its joints (17, 2+) to their propagated positions (17, 3: x, y, map value),
+    over the joints whose value is >= ``corr_threshold``, then clipped to the image; None when fewer than
+    ``min_joints`` joints qualify or the box leaves the image. Unlike the extent of the propagated joints
+    (:func:`propagated_box`) it keeps the person's size when only a few joints propagate confidently."""
+    ok = (points[:, 2] >= corr_threshold) & np.isfinite(points[:, :2]).all(1)
+    if ok.sum() < max(min_joints, 1):
+        return None
+    d = np.median(points[ok, :2] - source[ok, :2], axis=0)
+    h, w = image_hw
+    lo = np.maximum(np.asarray(box[:2], dtype=np.float64) + d, 0.0)
+    hi = np.minimum(np.asarray(box[:2], dtype=np.float64) + box[2:4] + d, [w - 1.0, h - 1.0])
+    if hi[0] <= lo[0] or hi[1] <= lo[1]:
+        return None
+    return np.array([lo[0], lo[1], hi[0] - lo[0], hi[1] - lo[1]])

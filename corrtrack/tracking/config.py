@@ -16,6 +16,7 @@ CUES = ("oks", "flow", "reid", "corr")
 BOX_SOURCES = ("gt", "detections", "gt-poses")
 SOLVERS = ("greedy", "hungarian")
 CORR_VARIANTS = ("paper", "release")
+RECOVERY_BOXES = ("joints", "shifted")
 
 # The authors' released tracker (docs/tracking.md, "The release's tracker"): apply with
 # ``TrackingConfig.preset("release")`` or ``--preset release`` on the command line.
@@ -33,11 +34,13 @@ RELEASE_OVERRIDES: dict[str, Any] = {
 # The operating point of the shipped CPU-trained weights (docs/tracking.md, "Operating point of the shipped
 # weights"), chosen on the `hard` world's seed-0 val videos only: their refined maps peak low (median 0.008 at
 # the true joint), so eq. 6 counts every jointly detected joint (tau_corr 0), and their over-confident pose
-# net passes the release's recovery filter on most false recoveries, so a recovered pose must also agree
-# with the joints it was propagated from and score well on average (our extensions).
+# net passes the release's recovery filter on most false recoveries, so the recovery box keeps the source's
+# size and a recovered pose must also agree with the joints it was propagated from and score well on
+# average (our extensions).
 SHIPPED_OVERRIDES: dict[str, Any] = {
     "tau_corr": 0.0,
-    "recovery_min_agreement": 0.7,
+    "recovery_box": "shifted",
+    "recovery_min_agreement": 0.8,
     "recovery_min_mean_score": 0.65,
 }
 PRESETS: dict[str, dict[str, Any]] = {"paper": {}, "release": RELEASE_OVERRIDES, "shipped": SHIPPED_OVERRIDES}
@@ -60,7 +63,8 @@ class TrackingConfig:
     >= ``recovery_min_pose_joints`` joints score >= ``recovery_joint_threshold`` and its largest OKS with
     the frame's detected poses is <= ``recovery_max_oks``. ``recovery_from_recovered``: also propagate
     poses that were themselves recovered (off: only detected poses, as the paper says). Our extensions,
-    off by default: ``recovery_min_agreement`` (the OKS of the re-estimated pose with the propagated joints
+    off by default: ``recovery_box`` "shifted" (the source pose's own box moved by the median displacement of
+    those joints, instead of their extent: "joints"); ``recovery_min_agreement`` (the OKS of the re-estimated pose with the propagated joints
     its box came from must reach it) and ``recovery_min_mean_score`` (the mean score of its joints must).
     Association (paper §5.2): ``cue``; joints scoring >= ``match_joint_threshold`` take part;
     ``tau_corr`` of eq. 6, which is 0 unless >= ``corr_min_joints`` joints pass it; a match needs a similarity > ``min_sim_<cue>``; ``solver`` greedy (paper) or
@@ -90,6 +94,7 @@ class TrackingConfig:
     recovery_corr_threshold: float = 0.1
     recovery_min_joints: int = 3
     recovery_box_margin: float = 10.0
+    recovery_box: str = "joints"
     recovery_min_pose_joints: int = 5
     recovery_joint_threshold: float = 0.1
     recovery_max_oks: float = 0.6
@@ -128,7 +133,8 @@ class TrackingConfig:
             return TrackingConfigError(f"tracking config: {key}={getattr(self, key)!r}: {why}")
 
         for key, options in (("cue", CUES), ("boxes", BOX_SOURCES), ("solver", SOLVERS),
-                             ("corr_variant", CORR_VARIANTS), ("flow_preset", ("ultrafast", "fast", "medium"))):
+                             ("corr_variant", CORR_VARIANTS),
+                             ("recovery_box", RECOVERY_BOXES), ("flow_preset", ("ultrafast", "fast", "medium"))):
             if getattr(self, key) not in options:
                 raise bad(key, f"must be one of {', '.join(options)}")
         for key in ("tau_corr", "joint_threshold", "match_joint_threshold", "recovery_corr_threshold",
@@ -205,7 +211,7 @@ class TrackingConfig:
 
     # ------------------------------------------------------------------------------- what depends on it
     PRECOMPUTE_KEYS = ("boxes", "detection_min_score", "nms_oks", "nms_joint_threshold", "recovery",
-                       "recovery_corr_threshold", "recovery_min_joints", "recovery_box_margin",
+                       "recovery_corr_threshold", "recovery_min_joints", "recovery_box_margin", "recovery_box",
                        "recovery_min_pose_joints", "recovery_joint_threshold", "recovery_max_oks",
                        "recovery_from_recovered", "recovery_min_agreement", "recovery_min_mean_score", "max_age", "input_size", "flow_preset", "flow_max_side",
                        "labeled_only", "hog_upscale", "hog_scale", "hog_stride", "hog_nms_iou")

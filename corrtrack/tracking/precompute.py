@@ -27,7 +27,8 @@ from corrtrack.flow import dis_flow, warp_poses_by_flow
 from corrtrack.keypoints import POSETRACK_SIGMAS, coco_to_posetrack
 from corrtrack.oks import oks_matrix, pose_area
 from corrtrack.pose import pose_score
-from corrtrack.tracking.candidates import (Candidates, gt_boxes, gt_pose_candidates, nms, propagated_box)
+from corrtrack.tracking.candidates import (Candidates, gt_boxes, gt_pose_candidates, nms, propagated_box,
+                                          shifted_box)
 from corrtrack.tracking.config import CUES, TrackingConfig
 from corrtrack.tracking.video import TrackingInputError, Video
 
@@ -360,8 +361,12 @@ def recover_poses(detected: Candidates, previous: Candidates, propagated: np.nda
     hw = image.shape[:2]
     # only joints the previous pose detected (score >= the recovery joint threshold) count, as in the release
     pts = np.where((previous.poses[:, :, 2:3] >= config.recovery_joint_threshold), propagated, 0.0)
-    boxes = [propagated_box(pts[q], hw, config.recovery_corr_threshold, config.recovery_min_joints,
-                            config.recovery_box_margin) for q in src]
+    if config.recovery_box == "shifted":
+        boxes = [shifted_box(previous.boxes[q], previous.poses[q], pts[q], hw, config.recovery_corr_threshold,
+                             config.recovery_min_joints) for q in src]
+    else:
+        boxes = [propagated_box(pts[q], hw, config.recovery_corr_threshold, config.recovery_min_joints,
+                                config.recovery_box_margin) for q in src]
     source = np.asarray([q for q, b in zip(src, boxes) if b is not None], dtype=np.int64)
     boxes = np.asarray([b for b in boxes if b is not None]).reshape(-1, 4)
     if len(boxes) == 0:
