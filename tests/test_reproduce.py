@@ -36,7 +36,7 @@ def test_full_plan_trains_every_stage_with_the_cpu_presets_and_fixed_seeds(tmp_p
     refine = _cmd(steps, "train-refine")
     assert f"model.siamese_ckpt={tmp_path / 'run' / 'outputs' / 'siamese' / 'repro-run'}" in refine
     tables = _cmd(steps, "tables-hard-seed2")
-    assert str(tmp_path / "synth" / "hard-seed2" / "posetrack") in tables and "tau_corr=0.005" in tables
+    assert str(tmp_path / "synth" / "hard-seed2" / "posetrack") in tables and "shipped" in tables
     assert "--render" in _cmd(steps, "track")
     # every step's outputs are in the run folder (the worlds aside)
     for s in steps[3:]:
