@@ -1,7 +1,7 @@
 """``make reproduce``: every result of the project regenerated from scratch, then written to docs/RESULTS.md.
 
     python -m experiments.reproduce [--scale full|smoke] [--run-id ID] [--out-root outputs/reproduce]
-        [--synth-root data/synth] [--results docs/RESULTS.md] [--assets docs/results/reproduce]
+        [--synth-root data/synth] [--results FILE] [--assets DIR]
         [--force [STEP ...]] [--dry-run]
     python -m experiments.reproduce compare RUN_DIR_A RUN_DIR_B      (do two runs hold the same numbers?)
 
@@ -391,8 +391,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--out-root", default="outputs/reproduce")
     p.add_argument("--synth-root", default=os.environ.get("CORRTRACK_SYNTH_ROOT", "data/synth"),
                    help="where the synthetic worlds are (generated when missing)")
-    p.add_argument("--results", default="docs/RESULTS.md", help="the results file written at the end")
-    p.add_argument("--assets", default="docs/results/reproduce", help="its pictures (heat map, charts, frames)")
+    p.add_argument("--results", default=None,
+                   help="the results file written at the end (default: docs/RESULTS.md at full scale, "
+                        "RUN_DIR/RESULTS.md at smoke scale, whose numbers are a pipeline check only)")
+    p.add_argument("--assets", default=None,
+                   help="its pictures (default: docs/results/reproduce at full scale, RUN_DIR/assets at smoke)")
     p.add_argument("--force", nargs="*", metavar="STEP", default=None,
                    help="redo these steps (and those that depend on them); alone: every step")
     p.add_argument("--dry-run", action="store_true", help="list the steps and their commands, run nothing")
@@ -429,7 +432,10 @@ def main(argv: list[str] | None = None) -> int:
         print(e, file=sys.stderr)
         return 1
     command = "python -m experiments.reproduce " + shlex.join(argv)
-    path = write_results(run_dir, scale, Path(args.results), Path(args.assets), command)
+    full = scale.name == "full"
+    results = Path(args.results or ("docs/RESULTS.md" if full else run_dir / "RESULTS.md"))
+    assets = Path(args.assets or ("docs/results/reproduce" if full else run_dir / "assets"))
+    path = write_results(run_dir, scale, results, assets, command)
     print(f"wrote {path} (this invocation: {_duration(time.perf_counter() - t0)})")
     return 0
 
