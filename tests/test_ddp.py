@@ -5,13 +5,14 @@ and, since the channels-last conversion happens before DDP lays out its gradient
 (``lightning_modules/siamese.py``), the same reduced gradients."""
 from __future__ import annotations
 
-import csv
 import json
 import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+from run_helpers import metrics_history
 
 ROOT = Path(__file__).resolve().parents[1]
 # 2 epochs x 3 batches per rank (batch 2), validation after each: 6 optimisation steps
@@ -29,13 +30,6 @@ def _run(args: list[str]) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
-
-
-def _history(run: Path) -> list[tuple]:
-    with open(run / "csv" / "metrics.csv", newline="") as f:
-        out = [(int(r["step"]), r["epoch"], *(r.get(k) or None for k in ("train/loss", "val/loss", "val/corr_pck")))
-               for r in csv.DictReader(f)]
-    return sorted((r for r in out if any(r[2:])), key=lambda t: (t[0], t[2] is None))
 
 
 def test_two_process_cpu_ddp_shares_one_run_folder_and_resumes_exactly(tmp_path, world_overrides):
@@ -57,7 +51,7 @@ def test_two_process_cpu_ddp_shares_one_run_folder_and_resumes_exactly(tmp_path,
     assert first["ending"] == "max_steps" and first["global_step"] == 4
     cmd = shlex.split(first["resume_command"])
     parts.append(_run([*cmd[3:], "trainer.max_steps=-1"]))
-    ref, got = _history(whole), _history(part)
+    ref, got = metrics_history(whole), metrics_history(part)
     assert [r[:2] for r in got] == [r[:2] for r in ref] and len(ref) == 8    # 6 training rows, 2 validations
     # exact, not approximately equal: the resumed steps (4 and 5) see the same data, parameters, optimiser
     # state and reduced gradients as the uninterrupted run's (the values are the CSV's full-precision text)

@@ -10,7 +10,6 @@ job itself); the requeued job must finish in its one run folder, resumed, with t
 metrics and its log appended across the three starts."""
 from __future__ import annotations
 
-import csv
 import json
 import os
 import re
@@ -18,6 +17,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from run_helpers import metrics_history
 
 import pytest
 
@@ -129,13 +130,6 @@ def _fresh_copy(dst: Path) -> Path:
     return dst
 
 
-def _history(run: Path) -> list[tuple]:
-    with open(run / "csv" / "metrics.csv", newline="") as f:
-        rows = [(int(r["step"]), r["epoch"], *(r.get(k) or None for k in ("train/loss", "val/loss", "val/corr_pck")))
-                for r in csv.DictReader(f)]
-    return sorted((r for r in rows if any(r[2:])), key=lambda t: (t[0], t[2] is None))
-
-
 def _summary(run: Path) -> dict:
     try:
         return json.loads((run / "summary.json").read_text())
@@ -223,7 +217,7 @@ def test_a_requeued_two_task_cpu_job_resumes_in_its_folder_with_the_metrics_of_a
     if segs[0].get("ending") == "sigterm":
         assert log.index("terminated (SIGTERM)") < log.index("start 2"), log[-3000:]
 
-    ref_rows, got_rows = _history(whole), _history(part)
+    ref_rows, got_rows = metrics_history(whole), metrics_history(part)
     assert [r[:2] for r in got_rows] == [r[:2] for r in ref_rows]
     for a, b in zip(got_rows, ref_rows):
         assert [x is None for x in a[2:]] == [y is None for y in b[2:]], (a, b)

@@ -299,3 +299,14 @@ def test_benchmark_out_file(tmp_path, capsys):
     assert json.loads(out.read_text()) == {"fps": 1.5} and f"wrote {out}" in capsys.readouterr().out
     write_result(None, {"fps": 2.0})
     assert capsys.readouterr().out == ""
+
+
+def test_the_command_lines_offer_every_tracking_preset():
+    """corrtrack.track lists its --preset choices without importing the tracker (fast start-up); they must
+    stay the presets TrackingConfig knows, and each must build a valid config."""
+    from corrtrack.track import _parser
+    from corrtrack.tracking.config import PRESETS, TrackingConfig
+
+    action = next(a for a in _parser()._actions if "--preset" in a.option_strings)
+    assert sorted(action.choices) == sorted(PRESETS)
+    assert TrackingConfig.preset("shipped").tau_corr == 0.0 and TrackingConfig.preset("shipped").recovery_box == "shifted"

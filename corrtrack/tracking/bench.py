@@ -124,14 +124,21 @@ def format_bench(result: dict) -> str:
     return "\n".join(lines)
 
 
-@entry_point
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m corrtrack.bench tracking", description=__doc__.split("\n\n")[0])
+def add_video_arguments(p: argparse.ArgumentParser, max_frames: int | None) -> None:
+    """The tracker benchmarks' choice of videos and candidates: --data, --split, --max-videos,
+    --max-frames (default ``max_frames``), --boxes."""
     p.add_argument("--data", required=True, help="a synthetic world (DIR/posetrack) or a PoseTrack root")
     p.add_argument("--split", default="val")
     p.add_argument("--max-videos", type=int, default=2)
-    p.add_argument("--max-frames", type=int, default=None, help="cut each video to its first N frames")
+    p.add_argument("--max-frames", type=int, default=max_frames,
+                   help="cut each video to its first N frames" + (" (0: all)" if max_frames else ""))
     p.add_argument("--boxes", choices=["gt", "detections", "gt-poses"], default="gt")
+
+
+@entry_point
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m corrtrack.bench tracking", description=__doc__.split("\n\n")[0])
+    add_video_arguments(p, max_frames=None)
     p.add_argument("--cues", default=",".join(CUES), help="comma-separated cues (default: all four)")
     p.add_argument("--pose-ckpt", default=None)
     p.add_argument("--corr-ckpt", default=None)

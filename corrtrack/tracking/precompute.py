@@ -403,7 +403,6 @@ def recovery_checks(poses: np.ndarray, propagated: np.ndarray, source_joints: np
         ok &= mean >= config.recovery_min_mean_score
     if config.recovery_min_agreement > 0:
         ref = np.concatenate([propagated[:, :, :2], source_joints[:, :, None].astype(np.float64)], axis=2)
-        agree = np.array([oks_matrix(ref[i:i + 1], poses[i:i + 1], pose_area(ref[i:i + 1], 0.5),
-                                     POSETRACK_SIGMAS, min_score=0.5)[0, 0] for i in range(len(poses))])
+        agree = np.diag(oks_matrix(ref, poses, pose_area(ref, 0.5), POSETRACK_SIGMAS, min_score=0.5))
         ok &= agree >= config.recovery_min_agreement
     return ok

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from corrtrack.cli import InputError, entry_point
-from corrtrack.tracking.bench import write_result
+from corrtrack.tracking.bench import add_video_arguments, write_result
 from corrtrack.tracking.config import CUES, TrackingConfig
 from corrtrack.tracking.models import load_models
 from corrtrack.tracking.output import write_prediction
@@ -102,12 +102,8 @@ def _floats(text: str) -> list[float]:
 @entry_point
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m corrtrack.bench sweep-cache", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="a synthetic world (DIR/posetrack) or a PoseTrack root")
-    p.add_argument("--split", default="val")
-    p.add_argument("--max-videos", type=int, default=2)
-    p.add_argument("--max-frames", type=int, default=20, help="cut each video to its first N frames (0: all)")
+    add_video_arguments(p, max_frames=20)
     p.add_argument("--cue", choices=list(CUES), default="corr")
-    p.add_argument("--boxes", choices=["gt", "detections", "gt-poses"], default="gt")
     p.add_argument("--tau", type=_floats, default=[0.1, 0.2, 0.3, 0.4, 0.5], help="tau_corr values")
     p.add_argument("--thresholds", type=_floats, default=[0.1, 0.2, 0.3, 0.4, 0.5], help="joint_threshold values")
     p.add_argument("--pose-ckpt", default=None)
