@@ -256,6 +256,13 @@ def test_recovery_checks_agreement_and_mean_score():
     shipped = TrackingConfig.preset("shipped")          # shifted boxes: the source's box moved by 5 px
     assert len(recover_poses(det, prev, propagated, img, TemplatePose(0.9), shipped)) == 1
     assert len(recover_poses(det, prev, propagated, img, TemplatePose(0.6), shipped)) == 0
+    # a detected pose 10 px off the re-estimated one (OKS 0.49 with it): the release's recovery_max_oks 0.6
+    # keeps the recovery as a second person, the shipped preset's 0.3 drops it as a duplicate
+    near = Candidates(make_pose(245, 120)[None], [[205.0, 32.5, 80.0, 170.0]], np.ones(1), np.zeros(1, bool))
+    assert shipped.recovery_max_oks == 0.3
+    assert recover_poses(near, prev, propagated, img, TemplatePose(0.9), shipped).recovered.tolist() == [False]
+    kept = recover_poses(near, prev, propagated, img, TemplatePose(0.9), shipped.replace(recovery_max_oks=0.6))
+    assert kept.recovered.tolist() == [False, True]
 
 
 def test_precompute_recovers_with_zero_motion_correspondences(tmp_path):
