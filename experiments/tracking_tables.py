@@ -9,8 +9,11 @@ Each (candidates, recovery) setting runs the networks once (``corrtrack.tracking
 cues and joint thresholds only re-run the tracker and the evaluation.
 
     python -m experiments.tracking_tables --posetrack-root data/synth/hard-seed0/posetrack --out DIR
-        [--pose-ckpt CKPT] [--corr-ckpt CKPT] [--reid-ckpt CKPT] [--max-videos N] [--max-frames N]
-        [key=value ...]
+        [--pose-ckpt CKPT] [--corr-ckpt CKPT] [--reid-ckpt CKPT] [--cues CUE ...] [--max-videos N]
+        [--max-frames N] [key=value ...]
+
+``--cues corr`` fills Table 2 with the correspondence cue alone (the other cues do not depend on the
+correspondence weights, so comparing two correspondence nets needs only their rows).
 
 Writes ``DIR/tables.json`` (every number, the settings and checkpoints) and ``DIR/tables.md``.
 """
@@ -53,14 +56,16 @@ def _evaluate(videos, caches, config, cue, models):
 
 def tables(root: str, split: str, config: TrackingConfig, pose_ckpt=None, corr_ckpt=None, reid_ckpt=None,
            boxes=BOXES, thresholds=THRESHOLDS, max_videos: int | None = None, partial: Path | None = None,
-           max_frames: int | None = None) -> dict:
-    """Both tables' numbers; with ``partial``, the numbers so far are written there (JSON) after each
+           max_frames: int | None = None, cues=CUES) -> dict:
+    """Both tables' numbers (Table 2 for ``cues``; Table 3 is the corr cue's); with ``partial``, the numbers so far are written there (JSON) after each
     setting, so a long run that is stopped keeps what it finished. ``max_frames``: each video cut to its
     first frames (evaluated against the same frames of the GT)."""
     videos = load_videos(root, split, max_videos)
     if max_frames is not None:
         videos = [v.head(max_frames) for v in videos]
-    models, skipped = load_models(config.replace(boxes="gt"), list(CUES), pose_ckpt, corr_ckpt, reid_ckpt)
+    cues = [c for c in CUES if c in cues]
+    models, skipped = load_models(config.replace(boxes="gt"), sorted(set(cues) | {"corr"}), pose_ckpt, corr_ckpt,
+                                  reid_ckpt)
     if skipped:
         raise InputError("; ".join(f"{k}: {m}" for k, m in skipped.items()))
     out: dict = {"posetrack_root": str(root), "split": split, "videos": [v.name for v in videos],
@@ -70,8 +75,8 @@ def tables(root: str, split: str, config: TrackingConfig, pose_ckpt=None, corr_c
     for b in boxes:
         cfg = config.replace(boxes=b)
         t0 = time.perf_counter()
-        caches = _precompute(videos, cfg, models, root, split, CUES)
-        out["table2"][b] = {c: _evaluate(videos, caches, cfg, c, models) for c in CUES}
+        caches = _precompute(videos, cfg, models, root, split, sorted(set(cues) | {"corr"}))
+        out["table2"][b] = {c: _evaluate(videos, caches, cfg, c, models) for c in cues}
         out["seconds"][f"table2/{b}"] = round(time.perf_counter() - t0, 1)
         _write_partial(partial, out)
         if b == "detections":
@@ -122,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--corr-ckpt")
     p.add_argument("--reid-ckpt")
     p.add_argument("--boxes", nargs="+", default=list(BOXES), choices=BOXES)
+    p.add_argument("--cues", nargs="+", default=list(CUES), choices=CUES, help="Table 2's cues (default: all)")
     p.add_argument("--thresholds", nargs="+", type=float, default=list(THRESHOLDS))
     p.add_argument("--max-videos", type=int)
     p.add_argument("--max-frames", type=int, help="only the first N frames of each video")
@@ -133,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     config = TrackingConfig.from_overrides(args.overrides, TrackingConfig.preset(args.preset))
     res = tables(args.posetrack_root, args.split, config, args.pose_ckpt, args.corr_ckpt, args.reid_ckpt,
                  boxes=args.boxes, thresholds=args.thresholds, max_videos=args.max_videos,
-                 partial=Path(args.out) / "tables.partial.json", max_frames=args.max_frames)
+                 partial=Path(args.out) / "tables.partial.json", max_frames=args.max_frames, cues=args.cues)
     res["checkpoints"] = {"pose": args.pose_ckpt, "corr": args.corr_ckpt, "reid": args.reid_ckpt}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -271,6 +271,14 @@ def test_tracking_tables_script_writes_both_tables(tiny_world, ckpts, tmp_path):
     assert set(res["table3"]) == {"on", "off"} and set(res["table3"]["on"]) == {"0.0", "0.3"}
     assert json.loads((out / "tables.partial.json").read_text())["table3"] == res["table3"]
     assert "Table 3 analogue" in (out / "tables.md").read_text()
+    # --cues corr: Table 2 holds the correspondence cue alone, with the same numbers; Table 3 is unchanged
+    out2 = tmp_path / "tables-corr"
+    assert tables_main(["--posetrack-root", str(tiny_world / "posetrack"), "--out", str(out2), "--pose-ckpt",
+                        str(ckpts["pose"]), "--corr-ckpt", str(ckpts["corr"]), "--boxes", "gt-poses", "--cues",
+                        "corr", "--thresholds", "0", "0.3", "--max-videos", "1", *SMALL, *UNTRAINED]) == 0
+    res2 = json.loads((out2 / "tables.json").read_text())
+    assert res2["table2"] == {"gt-poses": {"corr": res["table2"]["gt-poses"]["corr"]}}
+    assert res2["table3"] == res["table3"]
 
 
 def test_frames_without_candidates_with_every_cue(tiny_world, models):
