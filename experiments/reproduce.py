@@ -53,7 +53,7 @@ class Scale:
     world: str                                   # synthetic world preset
     train_seed: int
     eval_seeds: tuple[int, ...]
-    preset: str                                  # training preset of every stage
+    presets: tuple[str, ...]                     # training presets of every stage, applied in order
     train_overrides: tuple[str, ...]
     tracking: tuple[str, ...]
     tables_args: tuple[str, ...]
@@ -66,7 +66,7 @@ class Scale:
 SCALES = {
     "full": Scale(
         "full", "the `cpu` presets on the `hard` world (seed 0), evaluated on the val videos of seeds 1 and 2",
-        world="hard", train_seed=0, eval_seeds=(1, 2), preset="cpu",
+        world="hard", train_seed=0, eval_seeds=(1, 2), presets=("cpu",),
         # as experiments/weights.sh: every stage its preset's full epoch count, whatever the machine's speed
         train_overrides=("trainer.max_time=null",),
         # the operating point of the CPU-trained weights, chosen on seed 0 (docs/tracking.md, Results)
@@ -75,9 +75,12 @@ SCALES = {
         sweep_args=("--max-videos", "2", "--max-frames", "30"), sweep_grid=None,
         propagation_args=("--input-size", "512")),
     "smoke": Scale(
-        "smoke", "a check of the pipeline, not results: the `debug` presets (3 steps per stage) on the "
-        "`tiny` world (seed 0), evaluated on the first frames of one val video of seed 1",
-        world="tiny", train_seed=0, eval_seeds=(1,), preset="debug",
+        "smoke", "a check of the pipeline, not results: the `cpu` presets' networks trained for the `debug` "
+        "presets' 3 steps per stage on the `tiny` world (seed 0), evaluated on the first frames of one val "
+        "video of seed 1",
+        # `cpu` first for its small networks (the default ones are the paper's: minutes per frame to track
+        # on a CPU), then `debug` for the steps and the world
+        world="tiny", train_seed=0, eval_seeds=(1,), presets=("cpu", "debug"),
         train_overrides=(),
         tracking=("tau_corr=0.005", "input_size=128"),
         tables_args=("--max-videos", "1", "--max-frames", "6"), track_args=("--max-videos", "1", "--max-frames", "8"),
@@ -159,7 +162,7 @@ def _train_steps(scale: Scale, run_dir: Path, synth_root: Path, py: str, run_id:
             return None
 
         steps.append(Step(f"train-{stage}",
-                          [py, "-m", "experiments.run", stage, scale.preset, *common, *extra[stage], f"run_id={run_id}"],
+                          [py, "-m", "experiments.run", stage, *scale.presets, *common, *extra[stage], f"run_id={run_id}"],
                           done=lambda rd=rd: _trained(rd), clear=_rmtree(rd),
                           after=(f"world-{scale.world}-seed{scale.train_seed}",) + (("train-siamese",)
                                                                                    if stage == "refine" else ()),
