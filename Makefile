@@ -116,7 +116,7 @@ sweep: $(STAMP) ## W&B sweep over experiments/sweeps/$(SWEEP).yaml (tracking|sia
 	$(PY) -m experiments.sweep launch $(SWEEP) --agents $(AGENTS) $(if $(COUNT),--count $(COUNT)) --out-root $(SWEEP_OUT) $(SWEEP_ARGS)
 
 # make reproduce: every step of experiments/reproduce.py into outputs/reproduce/<SCALE>/, then docs/RESULTS.md;
-# a rerun skips the finished steps (REPRO_ARGS="--force STEP" redoes one). SCALE=smoke: the cpu presets'
+# a rerun skips the finished steps (REPRO_ARGS="--force STEP" redoes one, "--jobs 2" runs independent steps at once). SCALE=smoke: the cpu presets'
 # nets trained 3 steps (debug) on the tiny world, a check of the pipeline (about 5 min), results in its run folder.
 SCALE ?= full
 REPRO_ARGS ?=

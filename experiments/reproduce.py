@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import time
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -275,8 +276,13 @@ def _check_plan(run_dir: Path, scale: Scale, steps: list[Step], force: bool) -> 
 
 
 def run(scale: Scale, run_dir: Path, synth_root: Path, force: list[str] | None = None,
-        say: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run (or skip) every step; returns steps.json's content. ``force``: step names to redo ([] = all)."""
+        say: Callable[[str], None] = print, jobs: int = 1) -> dict[str, Any]:
+    """Run (or skip) every step; returns steps.json's content. ``force``: step names to redo ([] = all).
+    ``jobs``: how many steps may run at once; a step starts when every step it reads (``after``) has
+    finished, in plan order among the ready ones (``jobs`` 1: one after the other in plan order). Each
+    step runs the same command either way, so the results do not depend on ``jobs``."""
+    if jobs < 1:
+        raise InputError(f"--jobs {jobs}: must be at least 1")
     steps = plan(scale, run_dir.absolute(), synth_root.absolute())
     names = [s.name for s in steps]
     unknown = sorted(set(force or []) - set(names))
@@ -287,35 +293,66 @@ def run(scale: Scale, run_dir: Path, synth_root: Path, force: list[str] | None =
     record_file = run_dir / "steps.json"
     record = json.loads(record_file.read_text()) if record_file.is_file() else {}
     (run_dir / "logs").mkdir(exist_ok=True)
+    index = {s.name: k for k, s in enumerate(steps, 1)}
     ran: set[str] = set()
-    for k, step in enumerate(steps, 1):
-        stale = step.name in forced or bool(ran & set(step.after))
-        if step.done() and not stale:
-            say(f"[{k}/{len(steps)}] {step.name}: done earlier, skipped")
-            record.setdefault(step.name, {"status": "found", "seconds": None, "command": step.command})
-            continue
-        if stale and not step.name.startswith("world-"):
-            step.clear()
-        if step.prepare is not None:
-            step.prepare()
-        resumed = step.resume()
-        cmd = resumed or step.command
-        if step.name.startswith("world-") and stale:
-            cmd = cmd + ["--force"]
-        say(f"[{k}/{len(steps)}] {step.name}: {shlex.join(cmd)}")
-        entry = _run_step(step.name, cmd, run_dir)
-        prev = record.get(step.name, {})
-        if resumed and prev.get("seconds"):                         # a resumed run: count both parts
-            entry["seconds"] = round(entry["seconds"] + prev["seconds"], 1)
-        record[step.name] = entry
-        record_file.write_text(json.dumps(record, indent=1))
-        if entry["returncode"] != 0 or not step.done():
-            what = "failed" if entry["returncode"] else "ended without its outputs"
-            raise StepFailed(f"step {step.name} {what} (exit status {entry['returncode']}); its log: "
-                             f"{run_dir / 'logs' / (step.name + '.log')}; rerun the same command to resume")
-        ran.add(step.name)
-        say(f"[{k}/{len(steps)}] {step.name}: finished in {_duration(entry['seconds'])}")
-    record_file.write_text(json.dumps(record, indent=1))
+    finished: set[str] = set()                 # skipped or ran this time: the steps after them may start
+    waiting = list(steps)
+    running: dict[Any, tuple[Step, bool]] = {}
+    failed: list[str] = []
+
+    def save() -> None:
+        record_file.write_text(json.dumps({n: record[n] for n in names if n in record}, indent=1))
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        while waiting or running:
+            for step in list(waiting):
+                if failed or len(running) >= jobs:
+                    break
+                if not all(d in finished for d in step.after if d in index):
+                    continue
+                waiting.remove(step)
+                k = index[step.name]
+                stale = step.name in forced or bool(ran & set(step.after))
+                if step.done() and not stale:
+                    say(f"[{k}/{len(steps)}] {step.name}: done earlier, skipped")
+                    record.setdefault(step.name, {"status": "found", "seconds": None, "command": step.command})
+                    finished.add(step.name)
+                    continue
+                if stale and not step.name.startswith("world-"):
+                    step.clear()
+                if step.prepare is not None:
+                    step.prepare()
+                resumed = step.resume()
+                cmd = resumed or step.command
+                if step.name.startswith("world-") and stale:
+                    cmd = cmd + ["--force"]
+                say(f"[{k}/{len(steps)}] {step.name}: {shlex.join(cmd)}")
+                running[pool.submit(_run_step, step.name, cmd, run_dir)] = (step, bool(resumed))
+            if not running:
+                break                                   # a failure left steps that can no longer start
+            done_now, _ = wait(running, return_when=FIRST_COMPLETED)
+            for fut in sorted(done_now, key=lambda f: index[running[f][0].name]):
+                step, resumed = running.pop(fut)
+                entry = fut.result()
+                prev = record.get(step.name, {})
+                if resumed and prev.get("seconds"):                     # a resumed run: count both parts
+                    entry["seconds"] = round(entry["seconds"] + prev["seconds"], 1)
+                    entry["intervals"] = prev.get("intervals", []) + entry["intervals"]
+                record[step.name] = entry
+                save()
+                k = index[step.name]
+                if entry["returncode"] != 0 or not step.done():
+                    what = "failed" if entry["returncode"] else "ended without its outputs"
+                    failed.append(f"step {step.name} {what} (exit status {entry['returncode']}); its log: "
+                                  f"{run_dir / 'logs' / (step.name + '.log')}; rerun the same command to resume")
+                    say(f"[{k}/{len(steps)}] {step.name}: {what}")
+                    continue
+                ran.add(step.name)
+                finished.add(step.name)
+                say(f"[{k}/{len(steps)}] {step.name}: finished in {_duration(entry['seconds'])}")
+    save()
+    if failed:
+        raise StepFailed("; ".join(failed))
     return record
 
 
@@ -326,13 +363,14 @@ class StepFailed(RuntimeError):
 def _run_step(name: str, cmd: list[str], run_dir: Path) -> dict[str, Any]:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     started, code = time.strftime("%Y-%m-%d %H:%M:%S"), commit()
-    t0 = time.perf_counter()
+    t0, wall0 = time.perf_counter(), time.time()
     with open(run_dir / "logs" / f"{name}.log", "a") as log:
         log.write(f"\n=== {started}: {shlex.join(cmd)}\n")
         log.flush()
         rc = subprocess.run(cmd, cwd=REPO, env=_env(), stdout=log, stderr=subprocess.STDOUT).returncode
     return {"status": "ran", "seconds": round(time.perf_counter() - t0, 1), "returncode": rc, "command": cmd,
-            "commit": code, "started": started, "load_avg_1min": load}
+            "commit": code, "started": started, "load_avg_1min": load,
+            "intervals": [[round(wall0, 1), round(time.time(), 1)]]}     # when it ran (epoch s): the run's wall time
 
 
 def _duration(s: float | None) -> str:
@@ -401,6 +439,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="its pictures (default: docs/results/reproduce at full scale, RUN_DIR/assets at smoke)")
     p.add_argument("--force", nargs="*", metavar="STEP", default=None,
                    help="redo these steps (and those that depend on them); alone: every step")
+    p.add_argument("--jobs", type=int, default=1,
+                   help="steps run at once when they do not read each other's outputs (default 1; each step "
+                        "uses one CPU thread, so up to the core count pays)")
     p.add_argument("--dry-run", action="store_true", help="list the steps and their commands, run nothing")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     return p
@@ -430,7 +471,7 @@ def main(argv: list[str] | None = None) -> int:
 
     t0 = time.perf_counter()
     try:
-        run(scale, run_dir, Path(args.synth_root), args.force)
+        run(scale, run_dir, Path(args.synth_root), args.force, jobs=args.jobs)
     except StepFailed as e:
         print(e, file=sys.stderr)
         return 1

@@ -84,6 +84,45 @@ def test_compare_names_every_number_that_differs(tmp_path):
     assert reproduce.main(["compare", str(a), str(b)]) == 1 and reproduce.main(["compare", str(a), str(a)]) == 0
 
 
+def _fake_plan(tmp_path, fail=()):
+    """Three steps: a and b independent (2 s each), c after both; each writes its marker file."""
+    def step(name, after=()):
+        out = tmp_path / f"{name}.done"
+        code = f"import sys, time, pathlib; time.sleep(2); sys.exit(1) if {name in fail} else pathlib.Path({str(out)!r}).write_text('x')"
+        return reproduce.Step(name, [sys.executable, "-c", code], done=out.is_file, after=after)
+    return lambda *a, **k: [step("a"), step("b"), step("c", after=("a", "b"))]
+
+
+def test_jobs_run_independent_steps_side_by_side_and_the_wall_time_is_their_union(tmp_path, monkeypatch):
+    from experiments.results_doc import wall_seconds
+
+    monkeypatch.setattr(reproduce, "plan", _fake_plan(tmp_path))
+    rec = reproduce.run(SCALES["smoke"], tmp_path / "run", tmp_path / "synth", say=lambda _: None, jobs=2)
+    (a0, a1), = rec["a"]["intervals"]
+    (b0, b1), = rec["b"]["intervals"]
+    (c0, c1), = rec["c"]["intervals"]
+    assert a0 < b1 and b0 < a1                      # a and b overlapped
+    assert c0 >= max(a1, b1)                        # c waited for both
+    assert list(json.loads((tmp_path / "run" / "steps.json").read_text())) == ["a", "b", "c"]
+    assert wall_seconds(rec) == pytest.approx(c1 - min(a0, b0), abs=0.2)
+    assert wall_seconds(rec) < sum(s["seconds"] for s in rec.values()) - 1.0
+    # union of intervals, and the sum where a record has none
+    assert wall_seconds({"x": {"seconds": 10, "intervals": [[0, 10]]}, "y": {"seconds": 7, "intervals": [[5, 12]]},
+                         "z": {"seconds": 5, "intervals": [[20, 25]]}}) == 17
+    assert wall_seconds({"x": {"seconds": 10}, "y": {"seconds": 7}, "z": {"seconds": None}}) == 17
+    with pytest.raises(InputError, match="--jobs 0"):
+        reproduce.run(SCALES["smoke"], tmp_path / "run", tmp_path / "synth", say=lambda _: None, jobs=0)
+
+
+def test_a_failed_step_lets_the_running_one_finish_and_starts_nothing_after_it(tmp_path, monkeypatch):
+    monkeypatch.setattr(reproduce, "plan", _fake_plan(tmp_path, fail=("a",)))
+    with pytest.raises(reproduce.StepFailed, match="step a failed .*logs/a.log"):
+        reproduce.run(SCALES["smoke"], tmp_path / "run", tmp_path / "synth", say=lambda _: None, jobs=2)
+    rec = json.loads((tmp_path / "run" / "steps.json").read_text())
+    assert rec["a"]["returncode"] == 1 and rec["b"]["returncode"] == 0 and "c" not in rec
+    assert (tmp_path / "b.done").is_file() and not (tmp_path / "c.done").exists()
+
+
 # ------------------------------------------------------------------------------------------ slow tier
 def _table_lines(text: str) -> set[str]:
     return {line.strip() for line in text.splitlines() if line.startswith("|")}
