@@ -57,15 +57,16 @@ def _evaluate(videos, caches, config, cue, models):
 def tables(root: str, split: str, config: TrackingConfig, pose_ckpt=None, corr_ckpt=None, reid_ckpt=None,
            boxes=BOXES, thresholds=THRESHOLDS, max_videos: int | None = None, partial: Path | None = None,
            max_frames: int | None = None, cues=CUES) -> dict:
-    """Both tables' numbers (Table 2 for ``cues``; Table 3 is the corr cue's); with ``partial``, the numbers so far are written there (JSON) after each
-    setting, so a long run that is stopped keeps what it finished. ``max_frames``: each video cut to its
-    first frames (evaluated against the same frames of the GT)."""
+    """Both tables' numbers (Table 2 for ``cues``; Table 3 is the corr cue's); with ``partial``, the numbers
+    so far are written there (JSON) after each setting, so a long run that is stopped keeps what it
+    finished. ``max_frames``: each video cut to its first frames (evaluated against the same frames of
+    the GT)."""
     videos = load_videos(root, split, max_videos)
     if max_frames is not None:
         videos = [v.head(max_frames) for v in videos]
     cues = [c for c in CUES if c in cues]
-    models, skipped = load_models(config.replace(boxes="gt"), sorted(set(cues) | {"corr"}), pose_ckpt, corr_ckpt,
-                                  reid_ckpt)
+    computed = [c for c in CUES if c in cues or c == "corr"]              # Table 3 needs the corr cue
+    models, skipped = load_models(config.replace(boxes="gt"), computed, pose_ckpt, corr_ckpt, reid_ckpt)
     if skipped:
         raise InputError("; ".join(f"{k}: {m}" for k, m in skipped.items()))
     out: dict = {"posetrack_root": str(root), "split": split, "videos": [v.name for v in videos],
@@ -75,7 +76,7 @@ def tables(root: str, split: str, config: TrackingConfig, pose_ckpt=None, corr_c
     for b in boxes:
         cfg = config.replace(boxes=b)
         t0 = time.perf_counter()
-        caches = _precompute(videos, cfg, models, root, split, sorted(set(cues) | {"corr"}))
+        caches = _precompute(videos, cfg, models, root, split, computed)
         out["table2"][b] = {c: _evaluate(videos, caches, cfg, c, models) for c in cues}
         out["seconds"][f"table2/{b}"] = round(time.perf_counter() - t0, 1)
         _write_partial(partial, out)
