@@ -17,7 +17,8 @@ checkpoints) and the propagation benchmark (``corrtrack.bench propagation``). Th
 A step whose outputs are there is skipped on a rerun (an interrupted training run is resumed in its
 folder); a step that runs invalidates the finished steps that depend on it; ``--force STEP`` reruns a step
 (``--force`` alone: every step). A run folder made with other settings is refused unless ``--force``.
-Every step's command, wall time, commit and log (``logs/<step>.log``) are recorded in ``steps.json``.
+Every step's command, wall time, commit and log (``logs/<step>.log``) are recorded in ``steps.json`` (a running
+step's time once a minute, so that a resumed training run counts the time of its interrupted part).
 docs/reproduce.md.
 """
 from __future__ import annotations
@@ -315,7 +316,8 @@ def run(scale: Scale, run_dir: Path, synth_root: Path, force: list[str] | None =
                 stale = step.name in forced or bool(ran & set(step.after))
                 if step.done() and not stale:
                     say(f"[{k}/{len(steps)}] {step.name}: done earlier, skipped")
-                    record.setdefault(step.name, {"status": "found", "seconds": None, "command": step.command})
+                    if record.get(step.name, {}).get("status") != "ran":
+                        record[step.name] = {"status": "found", "seconds": None, "command": step.command}
                     finished.add(step.name)
                     continue
                 if stale and not step.name.startswith("world-"):
@@ -327,15 +329,22 @@ def run(scale: Scale, run_dir: Path, synth_root: Path, force: list[str] | None =
                 if step.name.startswith("world-") and stale:
                     cmd = cmd + ["--force"]
                 say(f"[{k}/{len(steps)}] {step.name}: {shlex.join(cmd)}")
-                running[pool.submit(_run_step, step.name, cmd, run_dir)] = (step, bool(resumed))
+                # a resumed training run counts the time of its earlier parts, an interrupted one included
+                prev = record.get(step.name, {}) if resumed else {}
+                now = round(time.time(), 1)
+                record[step.name] = {"status": "running", "seconds": prev.get("seconds") or 0.0, "command": cmd,
+                                     "intervals": prev.get("intervals", []) + [[now, now]]}
+                save()
+                running[pool.submit(_run_step, step.name, cmd, run_dir)] = (step, prev)
             if not running:
                 break                                   # a failure left steps that can no longer start
-            done_now, _ = wait(running, return_when=FIRST_COMPLETED)
+            done_now, _ = wait(running, timeout=HEARTBEAT_S, return_when=FIRST_COMPLETED)
+            _heartbeat(record, [s.name for s, _ in running.values()])
+            save()
             for fut in sorted(done_now, key=lambda f: index[running[f][0].name]):
-                step, resumed = running.pop(fut)
+                step, prev = running.pop(fut)
                 entry = fut.result()
-                prev = record.get(step.name, {})
-                if resumed and prev.get("seconds"):                     # a resumed run: count both parts
+                if prev.get("seconds"):                                 # a resumed run: count every part
                     entry["seconds"] = round(entry["seconds"] + prev["seconds"], 1)
                     entry["intervals"] = prev.get("intervals", []) + entry["intervals"]
                 record[step.name] = entry
@@ -354,6 +363,21 @@ def run(scale: Scale, run_dir: Path, synth_root: Path, force: list[str] | None =
     if failed:
         raise StepFailed("; ".join(failed))
     return record
+
+
+HEARTBEAT_S = 60.0     # how often a running step's record is brought up to date (what a kill can lose)
+
+
+def _heartbeat(record: dict[str, Any], names: list[str]) -> None:
+    """Extend the open time interval of each running step to now, so that a run killed mid-step (session
+    end, power cut) still has the time its steps ran, to within ``HEARTBEAT_S``."""
+    now = round(time.time(), 1)
+    for n in names:
+        e = record[n]
+        if e.get("status") == "running":
+            a, b = e["intervals"][-1]
+            e["seconds"] = round(e["seconds"] + now - b, 1)
+            e["intervals"][-1] = [a, now]
 
 
 class StepFailed(RuntimeError):

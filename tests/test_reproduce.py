@@ -124,6 +124,40 @@ def test_a_failed_step_lets_the_running_one_finish_and_starts_nothing_after_it(t
     assert (tmp_path / "b.done").is_file() and not (tmp_path / "c.done").exists()
 
 
+def test_a_run_killed_mid_step_keeps_the_steps_time_and_the_resumed_step_counts_both_parts(tmp_path, monkeypatch):
+    """The reproduce process itself is killed (session end) while a training step runs: steps.json still has
+    the time that step ran (kept up to date by a heartbeat); the rerun resumes it and counts both parts."""
+    marker, run_dir = tmp_path / "a.done", tmp_path / "run"
+    script = f"""
+import sys, time
+from pathlib import Path
+from experiments import reproduce
+reproduce.HEARTBEAT_S = 0.2
+reproduce.plan = lambda *a, **k: [reproduce.Step("a", [sys.executable, "-c", "import time; time.sleep(60)"],
+                                                 done=Path({str(marker)!r}).is_file)]
+reproduce.run(reproduce.SCALES["smoke"], Path({str(run_dir)!r}), Path({str(tmp_path)!r}), say=lambda _: None)
+"""
+    proc = subprocess.Popen([sys.executable, "-c", script], cwd=REPO, start_new_session=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO)})
+    import time
+    time.sleep(3.0)
+    os.killpg(proc.pid, 9)
+    proc.wait()
+    first = json.loads((run_dir / "steps.json").read_text())["a"]
+    assert first["status"] == "running"
+    (a0, a1), = first["intervals"]
+    assert 1.0 < a1 - a0 < 3.5 and first["seconds"] == pytest.approx(a1 - a0, abs=0.2)
+
+    resume_cmd = [sys.executable, "-c", f"import pathlib; pathlib.Path({str(marker)!r}).write_text('x')"]
+    monkeypatch.setattr(reproduce, "plan", lambda *a, **k: [reproduce.Step(
+        "a", [sys.executable, "-c", "import time; time.sleep(60)"], done=marker.is_file, resume=lambda: resume_cmd)])
+    rec = reproduce.run(SCALES["smoke"], run_dir, tmp_path, say=lambda _: None)["a"]
+    assert rec["status"] == "ran" and rec["command"] == resume_cmd and len(rec["intervals"]) == 2
+    assert rec["intervals"][0] == [a0, a1]
+    second = rec["intervals"][1][1] - rec["intervals"][1][0]
+    assert rec["seconds"] == pytest.approx(first["seconds"] + second, abs=0.3)
+
+
 # ------------------------------------------------------------------------------------------ slow tier
 def _table_lines(text: str) -> set[str]:
     return {line.strip() for line in text.splitlines() if line.startswith("|")}
