@@ -16,12 +16,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from experiments.reproduce import STAGES, Scale, _duration, _s, commit, sweep_dir
 from experiments.tracking_tables import markdown as tables_markdown
 
 #: frames of the rendered video shown, as fractions of its length
 FRAME_FRACTIONS = (0.25, 0.5, 0.75)
 FRAME_WIDTH = 480
+#: the sweep file's --boxes, in words
+BOXES_TEXT = {"gt": "GT boxes", "detections": "the world's person detections", "gt-poses": "GT poses without ids"}
 
 
 def _rel(p: Path, base: Path) -> str:
@@ -128,10 +132,15 @@ def _sweep(run_dir: Path, assets: Path, doc: Path) -> list[str]:
         return ["## Tracking sweep", "", "(no finished sweep in the run)"]
     rows = list(csv.DictReader(open(sd / "summary.csv")))
     best = json.loads((sd / "best.json").read_text())
+    sweep_file = sd.parent.parent / "tracking.yaml"
+    cmd = [str(c) for c in (yaml.safe_load(sweep_file.read_text()) or {}).get("command", [])] \
+        if sweep_file.is_file() else []
+    boxes = cmd[cmd.index("--boxes") + 1] if "--boxes" in cmd[:-1] else "n/a"
     lines = ["## Tracking sweep (Table 3 picture)", "",
-             f"`python -m experiments.sweep run` over `{_rel(sd.parent.parent / 'tracking.yaml', run_dir)}` (the "
+             f"`python -m experiments.sweep run` over `{_rel(sweep_file, run_dir)}` (the "
              f"shipped `experiments/sweeps/tracking.yaml` pointed at this run's checkpoints and training world's "
-             f"val videos, GT boxes; {len(rows)} points; docs/sweeps.md); summary `{_rel(sd / 'summary.csv', run_dir)}`."]
+             f"val videos; candidates: {BOXES_TEXT.get(boxes, boxes)}; {len(rows)} points; docs/sweeps.md); "
+             f"summary `{_rel(sd / 'summary.csv', run_dir)}`."]
     others = [k for k in ("recovery", "cue") if k in rows[0]]
     for facet in sorted({tuple(r[k] for k in others) for r in rows}):
         sub = [r for r in rows if tuple(r[k] for k in others) == facet]
