@@ -298,7 +298,7 @@ def run(scale: Scale, run_dir: Path, synth_root: Path, force: list[str] | None =
     ran: set[str] = set()
     finished: set[str] = set()                 # skipped or ran this time: the steps after them may start
     waiting = list(steps)
-    running: dict[Any, tuple[Step, bool]] = {}
+    running: dict[Any, tuple[Step, dict[str, Any]]] = {}
     failed: list[str] = []
 
     def save() -> None:
@@ -320,20 +320,8 @@ def run(scale: Scale, run_dir: Path, synth_root: Path, force: list[str] | None =
                         record[step.name] = {"status": "found", "seconds": None, "command": step.command}
                     finished.add(step.name)
                     continue
-                if stale and not step.name.startswith("world-"):
-                    step.clear()
-                if step.prepare is not None:
-                    step.prepare()
-                resumed = step.resume()
-                cmd = resumed or step.command
-                if step.name.startswith("world-") and stale:
-                    cmd = cmd + ["--force"]
+                cmd, prev = _launch(step, stale, record)
                 say(f"[{k}/{len(steps)}] {step.name}: {shlex.join(cmd)}")
-                # a resumed training run counts the time of its earlier parts, an interrupted one included
-                prev = record.get(step.name, {}) if resumed else {}
-                now = round(time.time(), 1)
-                record[step.name] = {"status": "running", "seconds": prev.get("seconds") or 0.0, "command": cmd,
-                                     "intervals": prev.get("intervals", []) + [[now, now]]}
                 save()
                 running[pool.submit(_run_step, step.name, cmd, run_dir)] = (step, prev)
             if not running:
@@ -363,6 +351,25 @@ def run(scale: Scale, run_dir: Path, synth_root: Path, force: list[str] | None =
     if failed:
         raise StepFailed("; ".join(failed))
     return record
+
+
+def _launch(step: Step, stale: bool, record: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """Make a step ready to run (stale outputs cleared, inputs prepared, an interrupted training run
+    resumed) and mark it running in ``record``; returns its command and the record of its earlier parts
+    (a resumed training run counts their time, an interrupted part included; {} when there are none)."""
+    if stale and not step.name.startswith("world-"):
+        step.clear()
+    if step.prepare is not None:
+        step.prepare()
+    resumed = step.resume()
+    cmd = resumed or step.command
+    if step.name.startswith("world-") and stale:
+        cmd = cmd + ["--force"]
+    prev = record.get(step.name, {}) if resumed else {}
+    now = round(time.time(), 1)
+    record[step.name] = {"status": "running", "seconds": prev.get("seconds") or 0.0, "command": cmd,
+                         "intervals": prev.get("intervals", []) + [[now, now]]}
+    return cmd, prev
 
 
 HEARTBEAT_S = 60.0     # how often a running step's record is brought up to date (what a kill can lose)
