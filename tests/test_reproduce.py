@@ -199,6 +199,7 @@ def test_smoke_reproduce_end_to_end_then_a_rerun_skips_every_step(tmp_path, tiny
     run = out / "smoke"
     text = doc.read_text()
     assert text.startswith("# Results of `make reproduce` (smoke scale)") and "Wall time: " in text
+    assert "candidates: the world's person detections" in text          # read from the shipped sweep file
     steps = json.loads((run / "steps.json").read_text())
     assert [n for n, s in steps.items() if s["status"] == "ran"] == [n for n in steps if n != "world-tiny-seed0"]
     lines = _table_lines(text)
