@@ -418,7 +418,11 @@ def load_config(stage: str, presets: Iterable[str] = (), overrides: Iterable[str
     OmegaConf.set_struct(cfg, True)
     for preset in presets:
         path = preset_path(stage, preset)
-        cfg = _merge_checked(cfg, _load_yaml(path), source=f"preset {path}")
+        own = _compose(Path(path))
+        cfg = _merge_checked(cfg, OmegaConf.create(own), source=f"preset {path}")
+        for key, value in _leaves(own):   # a preset's ??? makes the key required (a merge would keep the old value)
+            if value == "???":
+                OmegaConf.update(cfg, key, "???")
     overrides = list(overrides)
     for item in overrides:
         if "=" not in item:

@@ -15,8 +15,10 @@ COMMON=(data.coco_root=synth data.posetrack_root=synth trainer.max_time=null tra
 
 run() { echo "+ $*" >&2; "$@"; }
 # pose: `finetune cpu` trains from scratch on the hard world's PoseTrack videos (a COCO `pose cpu` stage
-# first did not pay for its time there: docs/pose_estimator.md)
+# first did not pay for its time there: docs/pose_estimator.md), then `finetune cpu-hires` continues it
 run "$PY" -m experiments.run finetune cpu "${COMMON[@]}" run_id="$ID"
+# second phase: the first phase's best checkpoint continued on 256x192 crops (docs/pose_estimator.md, r4)
+run "$PY" -m experiments.run finetune cpu-hires "${COMMON[@]}" model.init_ckpt="$OUT/finetune/$ID" run_id="$ID-hires"
 # the tracking evaluation during training is a monitor, not part of the recipe (it would need the very
 # weights being made): off for the correspondence stages here
 run "$PY" -m experiments.run siamese cpu "${COMMON[@]}" track_eval.enabled=false run_id="$ID"
@@ -24,10 +26,10 @@ run "$PY" -m experiments.run refine cpu "${COMMON[@]}" track_eval.enabled=false 
     run_id="$ID"
 run "$PY" -m experiments.run reid cpu "${COMMON[@]}" run_id="$ID"
 
-pose_ckpt=$("$PY" -c "from corrtrack import checkpoints; print(checkpoints.resolve('$OUT/finetune/$ID'))")
+pose_ckpt=$("$PY" -c "from corrtrack import checkpoints; print(checkpoints.resolve('$OUT/finetune/$ID-hires'))")
 ap=$(run "$PY" -m experiments.stages.pose "$pose_ckpt" data.synth.preset=hard | tail -n 1 \
      | "$PY" -c "import json, sys; print(json.load(sys.stdin)['ap'])")
-run "$PY" -m corrtrack.weights export --pose "$OUT/finetune/$ID" --correspondence "$OUT/refine/$ID" \
+run "$PY" -m corrtrack.weights export --pose "$OUT/finetune/$ID-hires" --correspondence "$OUT/refine/$ID" \
     --reid "$OUT/reid/$ID" --metric "pose:hard_val_ap_gt_boxes=$ap" \
     --command "make weights (bash experiments/weights.sh $ID)"
 run "$PY" -m corrtrack.weights verify

@@ -7,7 +7,7 @@ import yaml
 from omegaconf import OmegaConf
 
 from experiments.config import (CONFIG_DIR, ConfigError, _load_yaml, available_presets, available_stages,
-                                load_config)
+                                load_config, preset_path)
 from experiments.run import main
 
 
@@ -44,9 +44,14 @@ def _resolved_configs() -> dict[str, dict]:
     for stage in available_stages():
         for combo in [[]] + [[p] for p in available_presets(stage)] + [["paper", "cluster"], ["cpu", "debug"]]:
             if all(p in available_presets(stage) for p in combo):
-                cfg = load_config(stage, combo)
+                required = [f"{k}=given" for c in combo for k, v in _leaves_of(preset_path(stage, c)) if v == "???"]
+                cfg = load_config(stage, combo, required)
                 out[" ".join([stage, *combo])] = OmegaConf.to_container(cfg, resolve=True)
     return out
+
+
+def _leaves_of(path: Path) -> list[tuple[str, object]]:
+    return list(_flat(OmegaConf.to_container(_load_yaml(path), resolve=False)).items())
 
 
 def test_resolved_configs_of_every_stage_and_preset_match_the_snapshot(monkeypatch):
@@ -163,3 +168,19 @@ def test_a_preset_of_wrong_type_names_the_key(tmp_path):
     bad.write_text("trainer:\n  max_epochs: ten\n")
     with pytest.raises(ConfigError, match=r"trainer\.max_epochs: 'ten' is not an integer"):
         load_config("pose", [str(bad)])
+
+
+def test_a_preset_can_require_a_key(tmp_path):
+    """``???`` in a preset makes the key required even where an earlier file gave it a value (a plain
+    omegaconf merge would keep the old value): finetune cpu-hires needs the checkpoint it continues."""
+    assert load_config("finetune").model.init_ckpt == "latest"
+    with pytest.raises(ConfigError, match=r"model\.init_ckpt: a value is required"):
+        load_config("finetune", ["cpu-hires"])
+    cfg = load_config("finetune", ["cpu-hires"], ["model.init_ckpt=outputs/finetune/first"])
+    assert cfg.model.init_ckpt == "outputs/finetune/first" and list(cfg.data.input_size) == [256, 192]
+    own = tmp_path / "own.yaml"
+    own.write_text("seed: ???\n")
+    with pytest.raises(ConfigError, match=r"config key seed: a value is required"):
+        load_config("pose", [str(own)])
+    assert load_config("pose", [str(own)], ["seed=4"]).seed == 4
+    assert main(["finetune", "cpu-hires"]) == 2
