@@ -85,3 +85,36 @@ def test_verify_refuses_a_file_of_another_stage(tmp_path):
     W.export({"reid": run}, out)  # Siamese weights exported under the re-ID role
     with pytest.raises(W.WeightsError, match="'siamese' stage"):
         W.verify(out)
+
+
+def _weights_sh(env_extra, *args):
+    import os
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "CORRTRACK_OUTPUTS": "outs", **env_extra}
+    return subprocess.run(["bash", str(root / "experiments" / "weights.sh"), *args], env=env,
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_weights_recipe_chains_the_pose_cycles_and_exports_the_last():
+    """make weights' second pose phase: each `finetune cpu-hires` run continues the previous one, and the
+    last one is scored and exported (a dry run prints the commands and runs nothing)."""
+    res = _weights_sh({"DRY_RUN": "1", "HIRES_CYCLES": "3"}, "W")
+    assert res.returncode == 0, res.stderr
+    cmds = [line[2:] for line in res.stderr.splitlines() if line.startswith("+ ")]
+    hires = [c for c in cmds if "finetune cpu-hires" in c]
+    assert [c.split("model.init_ckpt=")[1] for c in hires] == [
+        "outs/finetune/W run_id=W-hires1", "outs/finetune/W-hires1 run_id=W-hires2",
+        "outs/finetune/W-hires2 run_id=W-hires3"]
+    export = [c for c in cmds if "corrtrack.weights export" in c]
+    assert len(export) == 1 and "--pose outs/finetune/W-hires3 " in export[0]
+    zero = _weights_sh({"DRY_RUN": "1", "HIRES_CYCLES": "0"}, "W").stderr
+    assert "cpu-hires" not in zero and "--pose outs/finetune/W " in zero
+
+
+def test_weights_recipe_refuses_a_bad_cycle_count():
+    res = _weights_sh({"HIRES_CYCLES": "two"}, "W")
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == ["error: HIRES_CYCLES must be a whole number, not 'two'"]
