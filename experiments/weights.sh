@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 ID=${1:-weights-$(date +%Y%m%d-%H%M%S)}
-HIRES_CYCLES=${HIRES_CYCLES:-1}
+HIRES_CYCLES=${HIRES_CYCLES:-4}
 [[ "$HIRES_CYCLES" =~ ^[0-9]+$ ]] || { echo "error: HIRES_CYCLES must be a whole number, not '$HIRES_CYCLES'" >&2; exit 2; }
 OUT=${CORRTRACK_OUTPUTS:-outputs}
 COMMON=(data.coco_root=synth data.posetrack_root=synth trainer.max_time=null trainer.enable_progress_bar=false)
