@@ -154,6 +154,52 @@ def verify(weights_dir: str | Path = WEIGHTS_DIR) -> dict[str, Any]:
     return manifest
 
 
+def set_hparams(role: str, changes: dict[str, Any], weights_dir: str | Path = WEIGHTS_DIR) -> dict[str, Any]:
+    """Change inference-time hyper-parameters (e.g. the pose decoder's ``vote_radius``) of a shipped
+    file in place, keeping its weights; the manifest entry gets the new sha256 / size and a record of
+    every change (key, old and new value, commit, time). Only keys the file already has, with a value of
+    the same kind (number, bool, string), can be set. Returns the manifest."""
+    weights_dir = Path(weights_dir)
+    manifest = verify(weights_dir)
+    if role not in manifest["files"]:
+        raise WeightsError(f"{weights_dir / MANIFEST}: no '{role}' weights to change")
+    entry = manifest["files"][role]
+    path = weights_dir / str(entry.get("file", f"{role}.ckpt"))
+    ckpt = _load(path)
+    hp = ckpt["hyper_parameters"]
+    record = entry.setdefault("hparams_set", [])
+    for key, value in changes.items():
+        if key not in hp:
+            raise WeightsError(f"{path}: no hyper-parameter {key!r} (it has {sorted(hp)})")
+        old = hp[key]
+        if isinstance(old, bool) != isinstance(value, bool) or \
+                isinstance(old, (int, float)) != isinstance(value, (int, float)) or \
+                isinstance(old, str) != isinstance(value, str):
+            raise WeightsError(f"{path}: hyper-parameter {key!r} is {old!r}; {value!r} is not of its kind")
+        hp[key] = float(value) if isinstance(old, float) else value
+        record.append({"key": key, "from": old, "to": hp[key], "commit": git_commit(),
+                       "at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")})
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(ckpt, tmp)
+    tmp.replace(path)
+    entry["sha256"], entry["bytes"] = sha256(path), path.stat().st_size
+    (weights_dir / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def _parse_assignments(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise WeightsError(f"{item!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key] = raw
+    return out
+
+
 def shipped(role: str, weights_dir: str | Path = WEIGHTS_DIR) -> Path:
     """The shipped checkpoint of ``role``; a clear error when the project has none yet."""
     if role not in ROLES:
@@ -180,7 +226,15 @@ def main(argv: list[str] | None = None) -> int:
                     help="a metric measured outside the run, e.g. pose:hard_val_ap=0.61 (repeatable)")
     ve = sub.add_parser("verify", help="check that the shipped files load and match their manifest")
     ve.add_argument("--dir", default=str(WEIGHTS_DIR))
+    se = sub.add_parser("set", help="change inference hyper-parameters of a shipped file (recorded in the manifest)")
+    se.add_argument("role", choices=ROLES)
+    se.add_argument("assignments", nargs="+", metavar="KEY=VALUE", help="e.g. vote_radius=6")
+    se.add_argument("--dir", default=str(WEIGHTS_DIR))
     args = parser.parse_args(argv)
+    if args.cmd == "set":
+        set_hparams(args.role, _parse_assignments(args.assignments), args.dir)
+        print(f"{args.role}: set {' '.join(args.assignments)} ({Path(args.dir) / MANIFEST} updated)")
+        return 0
     if args.cmd == "export":
         sources = {r: getattr(args, r) for r in ROLES if getattr(args, r)}
         if not sources:

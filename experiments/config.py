@@ -223,6 +223,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "figures.every_n_validations": (0, None), "figures.samples": (0, None),
     "val.oks_nms": _PROBABILITY,
     "model.width": (0, None), "model.net.width": (0, None), "model.feat_channels": (1, None),
+    "model.vote_radius": (0, None),
     **{f"data.augment.{k}": _PROBABILITY for k in (
         "flip_prob", "crop_prob", "photometric", "blur", "occlude", "occlude_first", "temporal",
         "temporal_warp", "rotate_prob", "color_prob", "blur_prob")},

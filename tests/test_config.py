@@ -184,3 +184,17 @@ def test_a_preset_can_require_a_key(tmp_path):
         load_config("pose", [str(own)])
     assert load_config("pose", [str(own)], ["seed=4"]).seed == 4
     assert main(["finetune", "cpu-hires"]) == 2
+
+
+def test_pose_decoding_radius_is_a_config_key_passed_to_the_module(tmp_path):
+    """model.vote_radius: 6 output cells in the cpu presets (chosen on the hard world's seed-0 val
+    frames), the disk radius 2 elsewhere; range-checked; the stage hands it to the module (saved in the
+    checkpoint, so inference decodes the way validation did)."""
+    from experiments.stages.pose import build
+
+    assert load_config("finetune", ["cpu"]).model.vote_radius == 6.0
+    assert load_config("finetune", ["paper"]).model.vote_radius == 2.0
+    with pytest.raises(ConfigError, match="model.vote_radius: -1.0 is out of range"):
+        load_config("finetune", ["cpu"], ["model.vote_radius=-1.0"])
+    cfg = load_config("finetune", ["cpu"], ["model.vote_radius=3.5", f"output_root={tmp_path}"])
+    assert build(cfg, tmp_path).module.hparams.vote_radius == 3.5

@@ -118,3 +118,48 @@ def test_weights_recipe_refuses_a_bad_cycle_count():
     res = _weights_sh({"HIRES_CYCLES": "two"}, "W")
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == ["error: HIRES_CYCLES must be a whole number, not 'two'"]
+
+
+def test_set_changes_an_inference_hparam_keeps_the_weights_and_records_it(tmp_path, capsys):
+    run, _ = _fake_run(tmp_path)
+    out = tmp_path / "weights"
+    W.export({"correspondence": run}, out)
+    ck = torch.load(out / "correspondence.ckpt", weights_only=False)
+    ck["hyper_parameters"]["vote_radius"] = 2.0
+    torch.save(ck, out / "correspondence.ckpt")
+    m = json.loads((out / "MANIFEST.json").read_text())
+    m["files"]["correspondence"]["sha256"] = W.sha256(out / "correspondence.ckpt")
+    (out / "MANIFEST.json").write_text(json.dumps(m))
+
+    assert W.main(["set", "correspondence", "vote_radius=6", "--dir", str(out)]) == 0
+    slim = torch.load(out / "correspondence.ckpt", weights_only=False)
+    assert slim["hyper_parameters"]["vote_radius"] == 6.0
+    assert isinstance(slim["hyper_parameters"]["vote_radius"], float)
+    assert torch.equal(slim["state_dict"]["siamese.w"], torch.arange(6.0))
+    entry = W.verify(out)["files"]["correspondence"]          # new sha256 recorded
+    assert [(r["key"], r["from"], r["to"]) for r in entry["hparams_set"]] == [("vote_radius", 2.0, 6.0)]
+    capsys.readouterr()
+    # an unknown key, a value of another kind, a role the folder does not ship: one line each, file unchanged
+    for argv, words in ((["correspondence", "vote_radiuss=6"], "no hyper-parameter 'vote_radiuss'"),
+                        (["correspondence", "vote_radius=wide"], "not of its kind"),
+                        (["correspondence", "vote_radius"], "expected KEY=VALUE"),
+                        (["pose", "vote_radius=6"], "no 'pose' weights")):
+        assert W.main(["set", *argv, "--dir", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert words in err and err.count("\n") == 1 and "Traceback" not in err
+    assert torch.load(out / "correspondence.ckpt", weights_only=False)["hyper_parameters"]["vote_radius"] == 6.0
+    W.verify(out)
+
+
+@pytest.mark.skipif(not (W.WEIGHTS_DIR / W.MANIFEST).is_file(), reason="the project ships no weights yet")
+def test_shipped_pose_decodes_as_the_recipe_would():
+    """`make weights` trains the pose net with the `finetune cpu` presets, whose model.vote_radius is saved in
+    the checkpoint: the shipped file must decode the same way, and say so in its manifest if it was set."""
+    from experiments.config import load_config
+
+    hp = torch.load(W.shipped("pose"), map_location="cpu", weights_only=False)["hyper_parameters"]
+    for preset in ("cpu", "cpu-hires"):
+        extra = ["model.init_ckpt=x"] if preset == "cpu-hires" else []
+        assert hp["vote_radius"] == load_config("finetune", [preset], extra).model.vote_radius
+    sets = [s for s in W.read_manifest()["files"]["pose"].get("hparams_set", []) if s["key"] == "vote_radius"]
+    assert not sets or sets[-1]["to"] == hp["vote_radius"]

@@ -18,6 +18,7 @@ from experiments.stages import StageParts
 def build(cfg: DictConfig, run_dir: Path) -> StageParts:
     from callbacks.figures import PoseFigure
     from datamodules.topdown import TopDownDataModule
+    from corrtrack.pose import DEFAULT_VOTE_RADIUS
     from lightning_modules.pose import PoseEstimatorModule
 
     if cfg.stage not in ("pose", "finetune"):
@@ -41,6 +42,7 @@ def build(cfg: DictConfig, run_dir: Path) -> StageParts:
         milestones=[int(v) for v in cfg.optim.milestones], gamma=float(cfg.optim.gamma),
         heatmap_weight=float(m.loss.heatmap_weight), offset_weight=float(m.loss.offset_weight),
         stage_weights=[float(v) for v in m.loss.stage_weights], flip_test=bool(m.flip_test),
+        vote_radius=float(m.get("vote_radius", DEFAULT_VOTE_RADIUS)),
         oks_nms=None if cfg.val.oks_nms is None else float(cfg.val.oks_nms), stage=str(cfg.stage))
     if init is not None:
         checkpoints.load_weights(module.net, init, "net.", what="model.init_ckpt")
