@@ -432,8 +432,8 @@ def numbers(run_dir: Path) -> dict[str, float]:
         import csv
 
         for row in csv.DictReader(open(sd / "summary.csv")):
-            for k, v in row.items():
-                if k.startswith("track/") and v not in ("", None):
+            for k, v in row.items():                                # results, not run times
+                if k.startswith("track/") and not k.endswith("seconds") and v not in ("", None):
                     out[f"sweep/{row['point']}/{k}"] = float(v)
     prop = run_dir / "propagation" / "propagation.json"
     if prop.is_file():

@@ -66,12 +66,16 @@ def test_a_run_folder_of_other_settings_is_refused_and_unknown_steps_too(tmp_pat
         reproduce.run(SCALES["smoke"], run, tmp_path / "synth", force=["train-nothing"], say=lambda _: None)
 
 
-def _fake_run(root: Path, mota: float) -> Path:
+def _fake_run(root: Path, mota: float, sweep_seconds: float = 1.0) -> Path:
     t = root / "tables" / "w"
     t.mkdir(parents=True)
     (root / "steps.json").write_text("{}")
     (t / "tables.json").write_text(json.dumps({"table2": {"gt": {"oks": {"mota": mota, "idsw": 3}}},
                                                "table3": {"on": {"0.3": {"map": 40.0, "mota": mota}}}}))
+    sw = root / "sweep" / "tracking" / "20260101-000000"
+    sw.mkdir(parents=True)
+    (sw / "summary.csv").write_text("point,tau_corr,track/mota,track/seconds,seconds\n"
+                                    f"0,0.1,{mota},{sweep_seconds},{sweep_seconds + 0.5}\n")
     return root
 
 
@@ -80,7 +84,10 @@ def test_compare_names_every_number_that_differs(tmp_path):
     assert compare(a, a) == []
     assert numbers(a)["tables/w/table2/gt/oks/idsw"] == 3.0
     diffs = compare(a, b)
-    assert len(diffs) == 2 and all("10.0 vs 10.5" in d for d in diffs)
+    assert len(diffs) == 3 and all("10.0 vs 10.5" in d for d in diffs)
+    assert "sweep/0/track/mota: 10.0 vs 10.5" in diffs
+    # run times are not results: a slower rerun with the same numbers compares equal
+    assert compare(a, _fake_run(tmp_path / "slow", 10.0, sweep_seconds=7.0)) == []
     assert reproduce.main(["compare", str(a), str(b)]) == 1 and reproduce.main(["compare", str(a), str(a)]) == 0
 
 
