@@ -172,6 +172,8 @@ def set_hparams(role: str, changes: dict[str, Any], weights_dir: str | Path = WE
         if key not in hp:
             raise WeightsError(f"{path}: no hyper-parameter {key!r} (it has {sorted(hp)})")
         old = hp[key]
+        if not isinstance(old, (bool, int, float, str)):
+            raise WeightsError(f"{path}: hyper-parameter {key!r} is not a number, bool or string; it cannot be set")
         if isinstance(old, bool) != isinstance(value, bool) or \
                 isinstance(old, (int, float)) != isinstance(value, (int, float)) or \
                 isinstance(old, str) != isinstance(value, str):

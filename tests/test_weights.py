@@ -143,6 +143,7 @@ def test_set_changes_an_inference_hparam_keeps_the_weights_and_records_it(tmp_pa
     for argv, words in ((["correspondence", "vote_radiuss=6"], "no hyper-parameter 'vote_radiuss'"),
                         (["correspondence", "vote_radius=wide"], "not of its kind"),
                         (["correspondence", "vote_radius"], "expected KEY=VALUE"),
+                        (["correspondence", 'net={"width": 1}'], "'net' is not a number, bool or string"),
                         (["pose", "vote_radius=6"], "no 'pose' weights")):
         assert W.main(["set", *argv, "--dir", str(out)]) == 2
         err = capsys.readouterr().err
