@@ -198,3 +198,13 @@ def test_pose_decoding_radius_is_a_config_key_passed_to_the_module(tmp_path):
         load_config("finetune", ["cpu"], ["model.vote_radius=-1.0"])
     cfg = load_config("finetune", ["cpu"], ["model.vote_radius=3.5", f"output_root={tmp_path}"])
     assert build(cfg, tmp_path).module.hparams.vote_radius == 3.5
+
+
+def test_cpu_presets_track_during_training_at_the_shipped_operating_point():
+    """The `cpu` schedules' maps rarely pass the paper's tau_corr 0.3 (docs/tracking.md, "Operating point in
+    the `cpu` presets"): their callback uses the shipped preset's tau_corr; other presets keep the paper's."""
+    from corrtrack.tracking.config import SHIPPED_OVERRIDES, TrackingConfig
+
+    for stage in ("siamese", "refine"):
+        assert load_config(stage, ["cpu"], []).track_eval.tracking.tau_corr == SHIPPED_OVERRIDES["tau_corr"]
+        assert load_config(stage, [], []).track_eval.tracking.tau_corr == TrackingConfig().tau_corr == 0.3
