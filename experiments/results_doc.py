@@ -46,7 +46,7 @@ def wall_seconds(steps: dict) -> float:
     return total
 
 
-def _header(run_dir: Path, scale: Scale, steps: dict, command: str, path: Path) -> list[str]:
+def _header(run_dir: Path, scale: Scale, steps: dict, command: str, code: str) -> list[str]:
     secs = [s["seconds"] for s in steps.values() if s.get("seconds") is not None]
     wall = wall_seconds(steps)
     found = [n for n, s in steps.items() if s.get("seconds") is None]
@@ -61,7 +61,7 @@ def _header(run_dir: Path, scale: Scale, steps: dict, command: str, path: Path) 
     if found:
         lines.append(f"  (not counted: {', '.join(found)}, whose outputs were already there)")
     lines += [f"- Scale: {scale.description}.",
-              f"- Commit: `{commit()}` (steps run at {', '.join(f'`{c}`' for c in commits) or 'n/a'}); run folder "
+              f"- Commit: `{code}` (steps run at {', '.join(f'`{c}`' for c in commits) or 'n/a'}); run folder "
               f"`{_rel(run_dir, Path.cwd())}` (training run id `repro-{run_dir.name}`)",
               f"- Command: `{command}`; written {time.strftime('%Y-%m-%d %H:%M')}",
               "",
@@ -218,11 +218,12 @@ def _frames(run_dir: Path, assets: Path, doc: Path) -> list[str]:
 def write_results(run_dir: Path, scale: Scale, path: Path, assets: Path, command: str) -> Path:
     """Write the results file ``path`` (and its pictures under ``assets``, replaced) from the run folder."""
     steps = json.loads((run_dir / "steps.json").read_text())
+    code = commit()            # before the pictures are replaced: they are tracked files of the checkout
     assets.mkdir(parents=True, exist_ok=True)
     for old in assets.glob("*.png"):                             # the pictures of an earlier run
         old.unlink()
     path.parent.mkdir(parents=True, exist_ok=True)
-    parts = [_header(run_dir, scale, steps, command, path), _steps_table(steps), _training(run_dir),
+    parts = [_header(run_dir, scale, steps, command, code), _steps_table(steps), _training(run_dir),
              _tables(run_dir), _sweep(run_dir, assets, path), _propagation(run_dir, assets, path),
              _frames(run_dir, assets, path)]
     path.write_text("\n\n".join("\n".join(p) for p in parts) + "\n")

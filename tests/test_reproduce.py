@@ -236,3 +236,25 @@ def test_smoke_reproduce_end_to_end_then_a_rerun_skips_every_step(tmp_path, tiny
     assert compare(run, copy) == [f"tables/{f.parent.name}/table2/gt/corr/mota: "
                                   f"{first[f'tables/{f.parent.name}/table2/gt/corr/mota']} vs "
                                   f"{res['table2']['gt']['corr']['mota']}"]
+
+
+def test_results_file_takes_the_commit_before_it_replaces_its_own_pictures(tmp_path, monkeypatch):
+    """The pictures of the results file are tracked files: deleting them first would mark the checkout dirty."""
+    from experiments import results_doc
+
+    run, assets = tmp_path / "run", tmp_path / "assets"
+    run.mkdir()
+    assets.mkdir()
+    (run / "steps.json").write_text("{}")
+    old = assets / "sweep-heatmap.png"
+    old.write_bytes(b"earlier run")
+    seen = []
+
+    def fake_commit():
+        seen.append(old.is_file())
+        raise RuntimeError("stop here")
+
+    monkeypatch.setattr(results_doc, "commit", fake_commit)
+    with pytest.raises(RuntimeError, match="stop here"):
+        results_doc.write_results(run, SCALES["smoke"], tmp_path / "RESULTS.md", assets, "cmd")
+    assert seen == [True]
