@@ -43,10 +43,10 @@ help: ## list every target with one line each
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  make %-18s %s\n", $$1, $$2}'
 	@echo "  variables: PRESET=$(PRESET) ARGS=\"key=value ...\" DATA=synth|coco|posetrack COCO_ROOT= POSETRACK_ROOT= SIAMESE_CKPT=latest"
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	@cp setup.cfg $(STAMP)
 
 venv: $(STAMP) ## create/refresh the virtual environment .venv from setup.cfg
